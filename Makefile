@@ -1,0 +1,31 @@
+# Two commands do all set-up:  `make run` (the app)  and  `make test` (the tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast bench check clean
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $(VENV)
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/llmcore-tui
+
+# everything, including every lab's --toy run (what CI runs)
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# unit and UI tests only: skips the lab toy runs
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not lab" $(PYTEST_ARGS)
+
+check: $(STAMP)
+	$(VENV)/bin/llmcore-tui check
+
+bench: $(STAMP)
+	$(PY) benchmarks/startup.py
+
+clean:
+	rm -rf $(VENV) output .pytest_cache

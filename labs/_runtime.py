@@ -1,0 +1,349 @@
+"""The lab runner: argument parsing, config overrides, seeding and the event stream.
+
+A lab module provides
+
+    @dataclass
+    class Config: ...            # the full preset; must have ``seed`` and ``device`` fields
+    TOY: dict[str, object]       # overrides that make the --toy preset (CI-sized)
+    def run(cfg: Config, emit: Emitter, out_dir: pathlib.Path) -> None
+
+and reports everything through ``emit``. This module knows nothing about any
+particular algorithm and imports torch only to seed it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import math
+import os
+import random
+import sys
+import time
+import traceback
+import types
+import typing
+from pathlib import Path
+from typing import IO, Any, Sequence
+
+from labs.registry import BY_NAME, LABS
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class LabUsageError(ValueError):
+    """A bad command line: unknown lab, unknown option, or a value of the wrong type."""
+
+
+class LabFailure(RuntimeError):
+    """A lab could not do its job (e.g. a result failed a sanity check). Raise it loudly."""
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None (and are flagged by the reader), tuples become lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _clean(value.item())
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class Emitter:
+    """Writes the lab's events: JSON lines (``--json``) or readable text for a terminal.
+
+    Every event is also appended to ``events.jsonl`` in the run's output folder, so a
+    run can be inspected after the fact whichever way it was started.
+    """
+
+    def __init__(self, lab: str, stream: IO[str], json_mode: bool, events_file: Path | None = None):
+        self.lab = lab
+        self.stream = stream
+        self.json_mode = json_mode
+        self._events = events_file.open("a", encoding="utf-8") if events_file else None
+        self._last_print = 0.0
+        self.total_steps: int | None = None
+        self.headline: dict[str, Any] | None = None
+
+    def _send(self, event: dict[str, Any]) -> None:
+        line = json.dumps(_clean(event), allow_nan=False, ensure_ascii=False)
+        if self._events:
+            self._events.write(line + "\n")
+            self._events.flush()
+        if self.json_mode:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def _say(self, text: str) -> None:
+        if not self.json_mode:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    # -- the event vocabulary -------------------------------------------------------------
+    def start(self, config: Any, total_steps: int | None) -> None:
+        """First event: the resolved config (a dataclass or dict) and the planned number of steps."""
+        if dataclasses.is_dataclass(config):
+            config = dataclasses.asdict(config)
+        self.total_steps = total_steps
+        self._send({"event": "start", "lab": self.lab, "config": config, "total_steps": total_steps})
+        self._say(f"lab {self.lab}: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+
+    def metric(self, step: int, **values: float) -> None:
+        """Scalar metrics at a step. Names are stable, 'group/name' style (e.g. 'losses/value')."""
+        self._send({"event": "metric", "step": int(step), "values": values})
+        now = time.monotonic()
+        if now - self._last_print > 1.0:  # a terminal does not need every step
+            self._last_print = now
+            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+            self._say(f"  step {step}: {shown}")
+
+    def progress(self, done: int, total: int | None = None) -> None:
+        total = total if total is not None else self.total_steps
+        self._send({"event": "progress", "done": int(done), "total": total})
+
+    def log(self, text: str) -> None:
+        self._send({"event": "log", "text": text})
+        self._say(text)
+
+    def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self._send({"event": "table", "name": name, "columns": list(columns), "rows": [list(r) for r in rows]})
+        self._say(format_table(name, columns, rows))
+
+    def summary(self, headline: dict[str, Any], artifacts: Sequence[str] = ()) -> None:
+        self.headline = dict(headline)
+        self._send({"event": "summary", "headline": headline, "artifacts": list(artifacts)})
+        self._say(format_table("summary", ["metric", "value"], [[k, v] for k, v in headline.items()]))
+
+    def error(self, message: str, detail: str = "") -> None:
+        self._send({"event": "error", "message": message, "detail": detail})
+        if not self.json_mode:
+            sys.stderr.write(f"error: {message}\n")
+
+    def close(self) -> None:
+        if self._events:
+            self._events.close()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_table(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [max([len(str(col))] + [len(r[i]) for r in cells if i < len(r)]) for i, col in enumerate(columns)]
+    lines = [f"{name}:", "  " + "  ".join(str(c).ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  " + "  ".join("-" * w for w in widths))
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+# -- configs ------------------------------------------------------------------------------
+
+def _coerce(raw: str, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if raw.lower() in ("none", "null") and len(options) < len(args):
+            return None
+        return _coerce(raw, options[0], key)
+    if origin in (tuple, list):
+        inner = args[0] if args else str
+        parts = [p for p in raw.split(",") if p.strip()]
+        values = [_coerce(p.strip(), inner, key) for p in parts]
+        return tuple(values) if origin is tuple else values
+    try:
+        if annotation is bool:
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if annotation is int:
+            return int(raw)
+        if annotation is float:
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
+            return value
+        if annotation is str:
+            return raw
+    except ValueError:
+        kind = getattr(annotation, "__name__", str(annotation))
+        raise LabUsageError(f"--set {key}={raw}: expected a {kind}") from None
+    raise LabUsageError(f"--set {key}: values of type {annotation} cannot be set from the command line")
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, Any] | None = None, assignments: Sequence[str] = ()) -> Any:
+    """A copy of ``cfg`` with preset overrides (already typed) and ``key=value`` strings applied."""
+    hints = typing.get_type_hints(type(cfg))
+    names = [f.name for f in dataclasses.fields(cfg)]
+    changes: dict[str, Any] = dict(overrides or {})
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise LabUsageError(f"--set expects key=value, got {assignment!r}")
+        if key not in names:
+            raise LabUsageError(f"--set {key}: no such setting; settings are: {', '.join(names)}")
+        changes[key] = _coerce(raw.strip(), hints[key], key)
+    unknown = [k for k in changes if k not in names]
+    if unknown:
+        raise LabUsageError(f"unknown setting(s) {', '.join(unknown)}; settings are: {', '.join(names)}")
+    new = dataclasses.replace(cfg, **changes)
+    validate = getattr(new, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ValueError as exc:
+            raise LabUsageError(str(exc)) from None
+    return new
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def check_device(device: str) -> None:
+    if device == "cpu":
+        return
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise LabUsageError("--device cuda: no CUDA device is available here; use --device cpu")
+        return
+    raise LabUsageError(f"--device {device}: expected cpu or cuda")
+
+
+def load_lab(name: str) -> types.ModuleType:
+    if name not in BY_NAME:
+        raise LabUsageError(f"no lab named {name!r}; labs are: {', '.join(l.name for l in LABS)}")
+    return importlib.import_module(f"labs.{name}")
+
+
+def make_config(module: types.ModuleType, toy: bool, seed: int | None, device: str | None,
+                assignments: Sequence[str] = ()) -> Any:
+    overrides: dict[str, Any] = dict(getattr(module, "TOY", {})) if toy else {}
+    if seed is not None:
+        overrides["seed"] = seed
+    if device is not None:
+        overrides["device"] = device
+    return apply_overrides(module.Config(), overrides, assignments)
+
+
+def default_out_dir(name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("output") / "labs" / f"{name}-{stamp}-{os.getpid()}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m labs",
+        description="Run one lab of the course and stream its metrics.",
+        epilog="Labs: " + ", ".join(f"{l.name} (day {l.day})" for l in LABS),
+    )
+    parser.add_argument("name", help="the lab to run")
+    parser.add_argument("--toy", action="store_true", help="the small preset (seconds on a laptop CPU)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value; repeatable")
+    parser.add_argument("--json", action="store_true", help="print the JSON-lines event stream")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the run's files")
+    parser.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")
+    return parser
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:  # argparse would exit; we want one code path
+        raise _ArgumentError(message)
+
+
+def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> int:
+    stream = stream or sys.stdout
+    parser = build_parser()
+    parser.__class__ = _Parser
+    try:
+        args = parser.parse_args(argv)
+        module = load_lab(args.name)
+        cfg = make_config(module, args.toy, args.seed, args.device, args.assignments)
+        check_device(cfg.device)
+    except (_ArgumentError, LabUsageError) as exc:
+        if argv is not None and "--json" in argv:
+            stream.write(json.dumps({"event": "error", "message": str(exc), "detail": "usage"}) + "\n")
+        sys.stderr.write(f"python -m labs: error: {exc}\n")
+        return EXIT_USAGE
+
+    config = _clean(dataclasses.asdict(cfg))
+    if args.show_config:
+        stream.write(json.dumps(config, indent=2) + "\n")
+        return EXIT_OK
+
+    out_dir = args.out or default_out_dir(args.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emit = Emitter(args.name, stream, args.json, out_dir / "events.jsonl")
+    try:
+        seed_everything(cfg.seed)
+        module.run(cfg, emit, out_dir)
+        if emit.headline is None:
+            raise LabFailure(f"lab {args.name} finished without a summary")
+        return EXIT_OK
+    except KeyboardInterrupt:
+        emit.error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the lab failed: say so loudly, in the stream and the exit code
+        emit.error(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        if not args.json:
+            traceback.print_exc()
+        return EXIT_FAILED
+    finally:
+        emit.close()
+
+
+def run_in_process(name: str, toy: bool = True, seed: int | None = None,
+                   assignments: Sequence[str] = (), out_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Run a lab in this process and return its events (for tests)."""
+    import io
+
+    buffer = io.StringIO()
+    argv = [name, "--json"] + (["--toy"] if toy else []) + (["--seed", str(seed)] if seed is not None else [])
+    for a in assignments:
+        argv += ["--set", a]
+    if out_dir is not None:
+        argv += ["--out", str(out_dir)]
+    code = main(argv, buffer)
+    events = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    if code != EXIT_OK:
+        errors = [e for e in events if e.get("event") == "error"]
+        raise LabFailure(f"lab {name} exited {code}: {errors[-1] if errors else 'no error event'}")
+    return events

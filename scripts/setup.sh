@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Creates the virtual environment and installs llmcore-tui with its test tools.
+# torch: the CPU build is preferred (it is a tenth of the size and the labs are CPU-first);
+#   1. a CPU wheel already on this machine's pip find-links (no network at all),
+#   2. on Linux without an NVIDIA driver, PyTorch's CPU index,
+#   3. otherwise the default index (which is also the right choice on macOS and Windows).
+set -euo pipefail
+venv=${1:-.venv}
+torch_version=${TORCH_VERSION:-2.13.0}
+python=${PYTHON:-python3}
+
+if [ ! -x "$venv/bin/python" ]; then
+  "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+"${pip[@]}" install -q --upgrade pip >/dev/null
+
+if "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  echo "setup: torch already installed"
+elif "${pip[@]}" install -q --no-index "torch==$torch_version" 2>/dev/null; then
+  echo "setup: torch $torch_version from a local wheel"
+elif [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null \
+  && "${pip[@]}" install -q --timeout 30 --retries 1 \
+       --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple "torch==$torch_version"; then
+  echo "setup: torch $torch_version (CPU build) from the PyTorch index"
+else
+  "${pip[@]}" install -q "torch==$torch_version" || "${pip[@]}" install -q torch
+fi
+
+"${pip[@]}" install -q -e ".[dev]"
+echo "setup: done ($venv)"
