@@ -1,0 +1,85 @@
+"""The mdp lab: value/policy iteration on the slippery cliff grid, and its gamma sweep."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from labs import mdp
+from labs._runtime import EXIT_USAGE, main, run_in_process
+
+
+def _by_kind(events, kind):
+    return [e for e in events if e["event"] == kind]
+
+
+@pytest.mark.lab
+def test_toy_run_converges_and_shows_the_horizon(tmp_path):
+    events = run_in_process("mdp", toy=True, out_dir=tmp_path)
+    assert events[0]["event"] == "start" and events[-1]["event"] == "summary"
+    head = events[-1]["headline"]
+    assert head["vi_final_residual"] < 1e-8
+    assert head["max_abs_V_pi_minus_V_vi"] < 1e-6
+    assert head["pi_iterations"] < head["vi_sweeps"]
+    # a short horizon settles for the near +1 exit; a long one walks to the far +10 exit
+    assert 0.5 < head["smallest_gamma_going_to_far_exit"] < 0.99
+    assert head["P(far exit) at largest gamma"] > 0.9
+
+    residuals = [e["values"]["vi/bellman_residual"] for e in _by_kind(events, "metric")
+                 if "vi/bellman_residual" in e["values"]]
+    assert residuals[-1] < 1e-8 and residuals[0] > 1.0
+    tables = {t["name"]: t for t in _by_kind(events, "table")}
+    assert {"greedy_policy", "values", "gamma_sweep"} <= tables.keys()
+    grid = tables["greedy_policy"]["rows"]
+    assert len(grid) == len(mdp.CLIFFGRID) and all(len(r) == len(mdp.CLIFFGRID[0]) for r in grid)
+    assert all(cell in "^>v<abX#" for row in grid for cell in row)
+    sweep = tables["gamma_sweep"]["rows"]
+    steps = [row[-1] for row in sweep]
+    assert steps[-1] > steps[0]  # the far-sighted policy takes the longer walk
+    assert (tmp_path / "events.jsonl").exists()
+
+
+def test_value_iteration_matches_policy_evaluation_of_its_greedy_policy():
+    world = mdp.make_cliffgrid(slip=0.2)
+    V, residuals = mdp.value_iteration(world, gamma=0.9, tol=1e-12, max_sweeps=10_000)
+    assert residuals[-1] < 1e-12
+    assert all(b <= a * 0.9 + 1e-12 for a, b in zip(residuals, residuals[1:]))  # a gamma-contraction
+    pi = mdp.greedy(mdp.q_values(world, V, 0.9))
+    assert np.allclose(mdp.evaluate_policy(world, pi, 0.9), V, atol=1e-9)
+
+
+def test_transition_table_is_a_distribution_and_terminals_have_no_value():
+    for world in (mdp.make_cliffgrid(0.2), mdp.make_frozenlake("FrozenLake-v1")):
+        live = ~world.term
+        assert np.allclose(world.P[live].sum(axis=-1), 1.0)
+        V, _ = mdp.value_iteration(world, 0.95, 1e-10, 10_000)
+        assert np.all(V[world.term] == 0.0)
+
+
+def test_frozenlake_optimal_success_probability():
+    # the known answer for the slippery 4x4 lake: the best policy reaches the goal ~82% of the time
+    world = mdp.make_frozenlake("FrozenLake-v1")
+    V, _ = mdp.value_iteration(world, 0.999, 1e-10, 100_000)
+    ends, _ = mdp.outcome_from_start(world, mdp.greedy(mdp.q_values(world, V, 0.999)))
+    assert 0.8 < ends["G"] < 0.85
+
+
+def test_outcome_from_start_is_exact_on_a_deterministic_grid():
+    world = mdp.make_cliffgrid(slip=0.0)
+    V, _ = mdp.value_iteration(world, 0.5, 1e-10, 10_000)
+    ends, steps = mdp.outcome_from_start(world, mdp.greedy(mdp.q_values(world, V, 0.5)))
+    assert ends["a"] == pytest.approx(1.0) and steps == pytest.approx(2.0)  # up, then right to the +1
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    args = ["gamma_sweep=0.5,0.9"]
+    a = run_in_process("mdp", toy=True, seed=3, assignments=args, out_dir=tmp_path / "a")
+    b = run_in_process("mdp", toy=True, seed=3, assignments=args, out_dir=tmp_path / "b")
+    assert a[-1]["headline"] == b[-1]["headline"]
+
+
+@pytest.mark.parametrize("bad", ["gamma=1.0", "gamma=abc", "slip=1.5", "world=Taxi-v3", "tol=0.1", "nope=1"])
+def test_bad_settings_are_usage_errors(bad, tmp_path):
+    assert main(["mdp", "--toy", "--set", bad, "--out", str(tmp_path)], io.StringIO()) == EXIT_USAGE
