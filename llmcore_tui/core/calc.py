@@ -138,7 +138,7 @@ def parse_quantity(text: str, system: str, default_unit: str = "") -> float:
     return value * factor
 
 
-def _tidy(x: float) -> float:
+def tidy(x: float) -> float:
     """An integral float as an int (exact for the sizes here), so JSON shows 2147483648."""
     return int(x) if isinstance(x, float) and x.is_integer() and abs(x) < 2**63 else x
 
@@ -208,7 +208,7 @@ class Breakdown:
     @property
     def total(self) -> float:
         """The sum of the items."""
-        return _tidy(sum(item.value for item in self.items))
+        return tidy(sum(item.value for item in self.items))
 
     def get(self, label: str) -> float:
         """The value of the item called ``label`` (KeyError if there is none)."""
@@ -230,7 +230,7 @@ class Breakdown:
         return {
             "title": self.title,
             "unit": self.unit,
-            "items": [{"label": i.label, "value": _tidy(i.value), "formula": i.formula} for i in self.items],
+            "items": [{"label": i.label, "value": tidy(i.value), "formula": i.formula} for i in self.items],
             "total": self.total,
             "notes": list(self.notes),
         }
@@ -367,7 +367,7 @@ def _params_of(model_or_params: ModelConfig | float) -> float:
 
 def weight_bytes(params: float, dtype: str = "bf16") -> float:
     """Memory of the weights alone: ``params · bytes_per_param(dtype)``. 7e9 in fp16 = 14 GB."""
-    return _tidy(_params_of(params) * dtype_bytes(dtype))
+    return tidy(_params_of(params) * dtype_bytes(dtype))
 
 
 def weights_breakdown(model: ModelConfig | float, dtype: str = "bf16") -> Breakdown:
@@ -375,7 +375,7 @@ def weights_breakdown(model: ModelConfig | float, dtype: str = "bf16") -> Breakd
     per = dtype_bytes(dtype)
     if isinstance(model, ModelConfig):
         parts = param_breakdown(model)
-        items = tuple(Item(i.label, _tidy(i.value * per), f"{format_count(i.value)} params · {per} B")
+        items = tuple(Item(i.label, tidy(i.value * per), f"{format_count(i.value)} params · {per} B")
                       for i in parts.items)
         title = f"Weights of {model.name} in {dtype}"
     else:
@@ -400,7 +400,7 @@ def kv_cache_bytes(layers: int, kv_heads: int, head_dim: int, seq_len: int, batc
                     ("seq_len", seq_len), ("batch", batch), ("bytes_per_value", bytes_per_value)):
         if v < 0:
             raise ValueError(f"{name} must be non-negative, got {v}")
-    return _tidy(float(2 * layers * kv_heads * head_dim * seq_len * batch) * bytes_per_value)
+    return tidy(float(2 * layers * kv_heads * head_dim * seq_len * batch) * bytes_per_value)
 
 
 def kv_cache(model: ModelConfig, seq_len: int, batch: int = 1, dtype: str = "fp16") -> float:
@@ -419,7 +419,7 @@ def kv_cache_breakdown(model: ModelConfig, seq_len: int, batch: int = 1, dtype: 
         notes.append(f"MHA would need {model.heads // model.kv_heads}x: "
                      f"{format_bytes(half * 2 * model.heads / model.kv_heads)}")
     return Breakdown(f"KV cache of {model.name}, {seq_len} tokens x {batch}, {dtype}", "bytes",
-                     (Item("K", _tidy(half), formula), Item("V", _tidy(half), formula)), tuple(notes))
+                     (Item("K", tidy(half), formula), Item("V", tidy(half), formula)), tuple(notes))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,14 +451,14 @@ def zero_memory_breakdown(params: ModelConfig | float, gpus: int = 1, stage: int
 
     def part(label: str, per_param: float, sharded: bool) -> Item:
         shard = f"/{gpus}" if sharded else ""
-        return Item(label, _tidy(n * per_param / (gpus if sharded else 1)),
+        return Item(label, tidy(n * per_param / (gpus if sharded else 1)),
                     f"{format_number(per_param)} B · {format_count(n)}{shard}")
 
     items = [part("weights (fp16)", weight_bytes_per_param, stage >= 3),
              part("gradients (fp16)", grad_bytes_per_param, stage >= 2),
              part("optimizer states (fp32)", optimizer_bytes, stage >= 1)]
     if activation_bytes:
-        items.append(Item("activations", _tidy(activation_bytes), "not sharded by ZeRO"))
+        items.append(Item("activations", tidy(activation_bytes), "not sharded by ZeRO"))
     name = "plain data parallel" if stage == 0 else f"ZeRO stage {stage}"
     return Breakdown(f"Training memory per GPU, {name}, {gpus} GPU{'s' if gpus > 1 else ''}", "bytes", tuple(items))
 
@@ -534,7 +534,7 @@ class LoraEstimate:
     @property
     def saving_bytes(self) -> float:
         """Model-state bytes saved by LoRA."""
-        return _tidy(self.full.total - self.lora.total)
+        return tidy(self.full.total - self.lora.total)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rank": self.rank, "targets": list(self.targets), "trainable": self.trainable,
@@ -555,10 +555,10 @@ def lora_estimate(model: ModelConfig, rank: int, targets: str | Iterable[str] = 
     base = dtype_bytes(base_dtype)
     full = zero_memory_breakdown(n)
     lora = Breakdown(f"LoRA r={rank} on {model.name}", "bytes", (
-        Item(f"frozen base weights ({base_dtype})", _tidy(n * base), f"{format_count(n)} · {base} B"),
+        Item(f"frozen base weights ({base_dtype})", tidy(n * base), f"{format_count(n)} · {base} B"),
         Item("adapter weights (fp16)", 2 * t, f"2 B · {format_count(t)}"),
         Item("adapter gradients (fp16)", 2 * t, f"2 B · {format_count(t)}"),
-        Item("adapter optimizer states (fp32)", _tidy(optimizer_bytes * t), f"{format_number(optimizer_bytes)} B · {format_count(t)}"),
+        Item("adapter optimizer states (fp32)", tidy(optimizer_bytes * t), f"{format_number(optimizer_bytes)} B · {format_count(t)}"),
     ), ("activations not included; they are about the same for both",))
     return LoraEstimate(rank, targets_, t, n, full, lora)
 
@@ -598,7 +598,7 @@ def activation_bytes(seq_len: int, batch: int, hidden: int, heads: int, layers: 
         per_layer = s * b * h * (34 + score) / t
     else:
         per_layer = s * b * h * (10 + 24 / t + score / t)
-    return _tidy(layers * per_layer)
+    return tidy(layers * per_layer)
 
 
 def activation_breakdown(model: ModelConfig, seq_len: int, batch: int = 1, recompute: str = "none",
@@ -617,7 +617,7 @@ def activation_breakdown(model: ModelConfig, seq_len: int, batch: int = 1, recom
         formula = "L·s·b·h·(10 + 24/t)" if tp > 1 else "L·s·b·h·34"
     items = [Item("per-layer tensors", linear, formula)]
     if full != linear:
-        items.append(Item("attention scores", _tidy(full - linear), "L·5·a·s²·b" + ("/t" if tp > 1 else "")))
+        items.append(Item("attention scores", tidy(full - linear), "L·5·a·s²·b" + ("/t" if tp > 1 else "")))
     return Breakdown(f"Activations of {model.name}, {s} tokens x {b}, recompute={recompute}", "bytes", tuple(items),
                      (f"Korthikanti et al. 2022: s·b·h·(34 + 5·a·s/h) per layer in fp16 (h={h}, a={a})",))
 
@@ -631,14 +631,14 @@ def flops_per_token(params: ModelConfig | float, training: bool = True) -> float
 
     Ignores the attention-score term (2·L·s·h per token forward), small while s << 6h.
     """
-    return _tidy((6 if training else 2) * float(_params_of(params)))
+    return tidy((6 if training else 2) * float(_params_of(params)))
 
 
 def training_flops(params: ModelConfig | float, tokens: float) -> float:
     """Total training compute ``C ≈ 6·N·D`` for N parameters and D training tokens."""
     if tokens < 0:
         raise ValueError(f"tokens must be non-negative, got {tokens}")
-    return _tidy(6.0 * _params_of(params) * tokens)
+    return tidy(6.0 * _params_of(params) * tokens)
 
 
 def flops_breakdown(params: ModelConfig | float, tokens: float = 0) -> Breakdown:
@@ -647,8 +647,8 @@ def flops_breakdown(params: ModelConfig | float, tokens: float = 0) -> Breakdown
     d = tokens or 1
     what = f"{format_count(tokens)} tokens" if tokens else "one token"
     return Breakdown(f"Training FLOPs for {what}", "FLOPs", (
-        Item("forward", _tidy(2.0 * n * d), f"2·N·D = 2·{format_count(n)}·{format_count(d)}"),
-        Item("backward", _tidy(4.0 * n * d), f"4·N·D = 4·{format_count(n)}·{format_count(d)}"),
+        Item("forward", tidy(2.0 * n * d), f"2·N·D = 2·{format_count(n)}·{format_count(d)}"),
+        Item("backward", tidy(4.0 * n * d), f"4·N·D = 4·{format_count(n)}·{format_count(d)}"),
     ), (f"inference: 2·N = {format_flops(2 * n)} per token",))
 
 
@@ -697,6 +697,6 @@ __all__ = [
     "flops_per_token", "format_bytes", "format_count", "format_flops", "format_number", "get_preset",
     "kv_cache", "kv_cache_breakdown", "kv_cache_bytes", "lora_estimate", "lora_matrix_params", "lora_params",
     "lora_targets", "param_breakdown", "param_count", "parse_quantity", "report", "split_quantity",
-    "training_flops", "unit_system", "weight_bytes", "weights_breakdown", "zero_memory_breakdown",
+    "tidy", "training_flops", "unit_system", "weight_bytes", "weights_breakdown", "zero_memory_breakdown",
     "zero_memory_bytes",
 ]

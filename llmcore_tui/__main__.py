@@ -1,0 +1,3 @@
+from llmcore_tui.cli import main
+
+main()

@@ -1,0 +1,334 @@
+"""``llmcore-tui calc ...``: the memory and compute calculator on the command line.
+
+Every command takes ``--preset NAME`` (see ``calc presets``) or explicit numbers; explicit
+numbers given with a preset override the preset's. ``--json`` prints the itemised result as
+JSON (the same ``Breakdown.to_dict()`` the UI uses); otherwise a readable table. Sizes such as
+``--params 7B`` or ``--activations "20 GiB"`` take units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional
+
+import typer
+
+from llmcore_tui.core import calc
+
+app = typer.Typer(
+    help="Memory and compute calculator: KV cache, weights, ZeRO training memory, LoRA, activations, FLOPs.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+PresetOpt = typer.Option(None, "--preset", "-p", help="a model preset (see `calc presets`)", show_default=False)
+JsonOpt = typer.Option(False, "--json", help="print JSON instead of a table")
+ParamsOpt = typer.Option(None, "--params", help="parameter count, e.g. 7B, 6.74e9 (instead of --preset)", show_default=False)
+
+
+def _opt(default: Any, flag: str, help_text: str, **kw: Any) -> Any:
+    return typer.Option(default, flag, help=help_text, show_default=default is not None, **kw)
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+
+_ARCH_FLAGS = {"layers": "--layers", "hidden": "--hidden", "heads": "--heads", "kv_heads": "--kv-heads",
+               "head_dim": "--head-dim", "intermediate": "--intermediate", "vocab": "--vocab"}
+
+
+def _preset(name: str) -> calc.ModelConfig:
+    try:
+        return calc.get_preset(name)
+    except KeyError as exc:
+        raise typer.BadParameter(exc.args[0], param_hint="--preset") from None
+
+
+def _model(preset: Optional[str], required: tuple[str, ...], **arch: Optional[int]) -> calc.ModelConfig:
+    """The preset with any explicit numbers applied, or a model built from explicit numbers.
+
+    ``required`` names the fields this command needs when there is no preset; the fields it
+    does not use get harmless placeholders.
+    """
+    given = {k: v for k, v in arch.items() if v is not None}
+    try:
+        if preset:
+            base = _preset(preset)
+            if not given:
+                return base
+            if {"hidden", "heads"} & set(given) and "head_dim" not in given:
+                given["head_dim"] = 0  # derive it again from the new shape
+            return dataclasses.replace(base, name=f"{base.name} (modified)", published_params=None, **given)
+        missing = [_ARCH_FLAGS[k] for k in required if k not in given]
+        if missing:
+            raise typer.BadParameter(f"give --preset NAME or all of {', '.join(missing)}", param_hint="--preset")
+        heads = given.get("heads") or given.get("kv_heads") or 1
+        head_dim = given.get("head_dim") or 0
+        filled = {"layers": 1, "heads": heads, "kv_heads": heads,
+                  "hidden": given.get("hidden") or heads * (head_dim or 1), "intermediate": 1, "vocab": 1}
+        return calc.ModelConfig("custom", **{**filled, **given})
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _count(text: str, flag: str) -> float:
+    try:
+        value = calc.parse_quantity(text, "count")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+    if value <= 0:
+        raise typer.BadParameter("must be positive", param_hint=flag)
+    return value
+
+
+def _params(preset: Optional[str], params: Optional[str]) -> tuple[float, str]:
+    """A parameter count and a label, from --preset or --params (exactly one)."""
+    if preset and params:
+        raise typer.BadParameter("give --preset or --params, not both", param_hint="--params")
+    if preset:
+        model = _preset(preset)
+        return model.params, model.name
+    if params:
+        n = _count(params, "--params")
+        return n, f"{calc.format_count(n)} params"
+    raise typer.BadParameter("give --preset NAME or --params N (e.g. 7B)", param_hint="--preset")
+
+
+def _dtype(dtype: str, flag: str = "--dtype") -> str:
+    try:
+        calc.dtype_bytes(dtype)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+    return dtype.lower()
+
+
+# ---- output ------------------------------------------------------------------------------------
+
+def _table(rows: list[list[str]], right: set[int] = frozenset({1})) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        out.append("  " + "  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def _both_bytes(n: float) -> str:
+    return f"{calc.format_bytes(n)} ({calc.format_bytes(n, binary=False)})"
+
+
+def _show(b: calc.Breakdown) -> None:
+    """A breakdown as a table: each part, its value and its formula; then the total and notes."""
+    fmt = _both_bytes if b.unit == "bytes" else b.format
+    rows = [[i.label, fmt(i.value), i.formula] for i in b.items]
+    rows.append(["total", fmt(b.total), ""])
+    typer.echo(b.title)
+    typer.echo(_table(rows))
+    for note in b.notes:
+        typer.echo(f"  note: {note}")
+
+
+def _json(data: Any) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _wrap(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a calculator function, turning its ValueError into a usage error."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+@app.command()
+def presets(as_json: bool = JsonOpt) -> None:
+    """The model presets: their configs and parameter counts (computed vs published)."""
+    models = list(calc.PRESETS.values())
+    if as_json:
+        _json([{**{f.name: getattr(m, f.name) for f in dataclasses.fields(m)}, "params": m.params,
+                "attention": m.attention} for m in models])
+        return
+    rows = [["name", "layers", "hidden", "heads", "kv", "head_dim", "ffn", "vocab", "attn", "params", "published"]]
+    for m in models:
+        rows.append([m.name, str(m.layers), str(m.hidden), str(m.heads), str(m.kv_heads), str(m.head_dim),
+                     str(m.intermediate), str(m.vocab), m.attention, calc.format_count(m.params),
+                     calc.format_count(m.published_params) if m.published_params else "-"])
+    typer.echo(_table(rows, right=set(range(1, 8)) | {9, 10}))
+
+
+@app.command()
+def kv(
+    preset: Optional[str] = PresetOpt,
+    layers: Optional[int] = _opt(None, "--layers", "transformer layers", min=1),
+    kv_heads: Optional[int] = _opt(None, "--kv-heads", "key/value heads (= heads for MHA, 1 for MQA)", min=1),
+    head_dim: Optional[int] = _opt(None, "--head-dim", "dimension of one head", min=1),
+    heads: Optional[int] = _opt(None, "--heads", "query heads (only to compare with MHA)", min=1),
+    seq_len: int = _opt(4096, "--seq-len", "tokens in context", min=1),
+    batch: int = _opt(1, "--batch", "sequences decoded together", min=1),
+    dtype: str = _opt("fp16", "--dtype", "cache dtype: fp32, bf16, fp16, int8, int4"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """KV cache: 2 · layers · kv_heads · head_dim · seq_len · batch · bytes_per_value."""
+    dtype = _dtype(dtype)
+    model = _model(preset, ("layers", "kv_heads", "head_dim"), layers=layers, kv_heads=kv_heads,
+                   head_dim=head_dim, heads=heads)
+    b = calc.kv_cache_breakdown(model, seq_len, batch, dtype)
+    if as_json:
+        _json({"model": model.name, "layers": model.layers, "kv_heads": model.kv_heads, "head_dim": model.head_dim,
+               "seq_len": seq_len, "batch": batch, "dtype": dtype, **b.to_dict()})
+    else:
+        _show(b)
+
+
+@app.command()
+def weights(
+    preset: Optional[str] = PresetOpt,
+    params: Optional[str] = ParamsOpt,
+    dtype: Optional[str] = _opt(None, "--dtype", "one dtype, itemised (default: a table of every dtype)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Weight memory: parameters · bytes per parameter (fp32 4, bf16/fp16 2, int8 1, int4 0.5)."""
+    n, label = _params(preset, params)
+    subject: calc.ModelConfig | float = _preset(preset) if preset else n
+    if dtype is not None:
+        b = calc.weights_breakdown(subject, _dtype(dtype))
+        if as_json:
+            _json({"model": label, "params": n, "dtype": dtype.lower(), **b.to_dict()})
+        else:
+            _show(b)
+        return
+    sizes = {d: calc.weight_bytes(n, d) for d in calc.DTYPE_BYTES}
+    if as_json:
+        _json({"model": label, "params": calc.tidy(n), "bytes": sizes})
+        return
+    typer.echo(f"Weights of {label} ({calc.format_count(n)} parameters)")
+    typer.echo(_table([["dtype", "binary", "decimal"]] + [
+        [d, calc.format_bytes(v), calc.format_bytes(v, binary=False)] for d, v in sizes.items()], right={1, 2}))
+
+
+@app.command()
+def train(
+    preset: Optional[str] = PresetOpt,
+    params: Optional[str] = ParamsOpt,
+    gpus: int = _opt(8, "--gpus", "data-parallel GPUs", min=1),
+    stage: Optional[int] = _opt(None, "--stage", "ZeRO stage 0-3, itemised (default: a table of all stages)", min=0, max=3),
+    activations: Optional[str] = _opt(None, "--activations", "activation memory per GPU to add, e.g. '20 GiB' (ZeRO does not shard it)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Training memory per GPU: plain data parallelism and ZeRO 1/2/3 with mixed-precision Adam (16 B/param)."""
+    n, label = _params(preset, params)
+    act = 0.0
+    if activations is not None:
+        try:
+            act = calc.parse_quantity(activations, "bytes", "B")
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--activations") from None
+    stages = [stage] if stage is not None else [0, 1, 2, 3]
+    results = [_wrap(calc.zero_memory_breakdown, n, gpus, s, activation_bytes=act) for s in stages]
+    if as_json:
+        data = [{"model": label, "params": calc.tidy(n), "gpus": gpus, "stage": s, **b.to_dict()}
+                for s, b in zip(stages, results)]
+        _json(data[0] if stage is not None else data)
+        return
+    if stage is not None:
+        _show(results[0])
+        return
+    typer.echo(f"Training memory per GPU for {label}, {gpus} GPU{'s' if gpus > 1 else ''}, mixed-precision Adam")
+    head = ["stage", "weights", "gradients", "optimizer"] + (["activations"] if act else []) + ["total", "total (GB)"]
+    rows = [head]
+    for s, b in zip(stages, results):
+        rows.append([("0 (DP)" if s == 0 else str(s))] + [calc.format_bytes(i.value) for i in b.items]
+                    + [calc.format_bytes(b.total), calc.format_bytes(b.total, binary=False)])
+    typer.echo(_table(rows, right=set(range(1, len(head)))))
+
+
+@app.command()
+def lora(
+    preset: Optional[str] = PresetOpt,
+    rank: int = _opt(8, "--rank", "LoRA rank r", min=1),
+    targets: str = _opt("qv", "--targets", "comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or qv, attention, mlp, all"),
+    base_dtype: str = _opt("bf16", "--base-dtype", "dtype of the frozen base weights (int4 = QLoRA)"),
+    layers: Optional[int] = _opt(None, "--layers", "transformer layers", min=1),
+    hidden: Optional[int] = _opt(None, "--hidden", "hidden size", min=1),
+    heads: Optional[int] = _opt(None, "--heads", "attention heads", min=1),
+    kv_heads: Optional[int] = _opt(None, "--kv-heads", "key/value heads (default: --heads)", min=1),
+    intermediate: Optional[int] = _opt(None, "--intermediate", "MLP intermediate size", min=1),
+    vocab: Optional[int] = _opt(None, "--vocab", "vocabulary size", min=1),
+    as_json: bool = JsonOpt,
+) -> None:
+    """LoRA: trainable parameters r·(d_in + d_out) per adapted matrix, and the memory saved vs full fine-tuning."""
+    base_dtype = _dtype(base_dtype, "--base-dtype")
+    model = _model(preset, ("layers", "hidden", "heads", "intermediate", "vocab"), layers=layers, hidden=hidden,
+                   heads=heads, kv_heads=kv_heads, intermediate=intermediate, vocab=vocab)
+    try:
+        est = calc.lora_estimate(model, rank, targets, base_dtype)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--targets") from None
+    if as_json:
+        _json({"model": model.name, **est.to_dict()})
+        return
+    shapes = model.matrix_shapes()
+    typer.echo(f"LoRA r={rank} on {model.name}: {', '.join(est.targets)}")
+    rows = [["module", "d_in x d_out", "per layer"]] + [
+        [t, f"{shapes[t][0]} x {shapes[t][1]}", f"{calc.lora_matrix_params(rank, *shapes[t]):,}"] for t in est.targets]
+    typer.echo(_table(rows, right={1, 2}))
+    typer.echo(f"  trainable: {est.trainable:,} of {est.total:,} ({est.fraction:.4%}) over {model.layers} layers")
+    typer.echo("")
+    _show(est.full)
+    typer.echo("")
+    _show(est.lora)
+    typer.echo(f"\n  LoRA saves {_both_bytes(est.saving_bytes)} of model-state memory "
+               f"({est.saving_bytes / est.full.total:.1%})")
+
+
+@app.command()
+def activations(
+    preset: Optional[str] = PresetOpt,
+    layers: Optional[int] = _opt(None, "--layers", "transformer layers", min=1),
+    hidden: Optional[int] = _opt(None, "--hidden", "hidden size", min=1),
+    heads: Optional[int] = _opt(None, "--heads", "attention heads", min=1),
+    seq_len: int = _opt(4096, "--seq-len", "sequence length", min=1),
+    batch: int = _opt(1, "--batch", "micro-batch size", min=1),
+    recompute: str = _opt("none", "--recompute", "none, selective or full"),
+    tp: int = _opt(1, "--tp", "tensor-parallel size", min=1),
+    sequence_parallel: bool = _opt(False, "--sequence-parallel", "shard the non-tensor-parallel parts too"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Activation memory (Korthikanti et al. 2022): layers · s·b·h·(34 + 5·a·s/h) bytes in fp16."""
+    if recompute not in calc.RECOMPUTE_MODES:
+        raise typer.BadParameter(f"expected one of {', '.join(calc.RECOMPUTE_MODES)}", param_hint="--recompute")
+    model = _model(preset, ("layers", "hidden", "heads"), layers=layers, hidden=hidden, heads=heads)
+    b = _wrap(calc.activation_breakdown, model, seq_len, batch, recompute, tp, sequence_parallel)
+    if as_json:
+        _json({"model": model.name, "seq_len": seq_len, "batch": batch, "recompute": recompute, "tp": tp,
+               "sequence_parallel": sequence_parallel, **b.to_dict()})
+    else:
+        _show(b)
+
+
+@app.command()
+def flops(
+    preset: Optional[str] = PresetOpt,
+    params: Optional[str] = ParamsOpt,
+    tokens: Optional[str] = _opt(None, "--tokens", "training tokens, e.g. 1.4T (default: per token)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """FLOPs: about 6·N per token to train, 2·N per token for inference; 6·N·D in total."""
+    n, label = _params(preset, params)
+    d = _count(tokens, "--tokens") if tokens is not None else 0.0
+    b = calc.flops_breakdown(n, d)
+    data = {"model": label, "params": calc.tidy(n), "tokens": calc.tidy(d),
+            "train_per_token": calc.flops_per_token(n), "inference_per_token": calc.flops_per_token(n, training=False),
+            "train_total": calc.training_flops(n, d) if d else None, **b.to_dict()}
+    if as_json:
+        _json(data)
+        return
+    typer.echo(f"FLOPs for {label}")
+    rows = [["training, per token", calc.format_flops(data["train_per_token"]), "6·N"],
+            ["inference, per token", calc.format_flops(data["inference_per_token"]), "2·N"]]
+    if d:
+        rows.append([f"training on {calc.format_count(d)} tokens", calc.format_flops(data["train_total"]), "6·N·D"])
+    typer.echo(_table(rows))

@@ -1,0 +1,263 @@
+"""Knowledge cards: load the Markdown files under ``cards/`` and validate them.
+
+The format is documented in ``cards/README.md``. Every problem is reported as a
+:class:`Problem` with the file and line; valid cards are loaded regardless, so one typo
+never hides a deck. Parsing uses markdown-it (so headings inside code blocks are not
+mistaken for cards); the parsed deck is cached on disk keyed by the files' size and
+modification time, which keeps the TUI's start-up fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+LANGS = ("en", "zh")
+SECTIONS = tuple(f"{side}.{lang}" for lang in LANGS for side in ("front", "back"))
+CARD_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+CACHE_VERSION = 2
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Card:
+    id: str
+    module: str
+    day: int
+    tags: tuple[str, ...]
+    front: dict[str, str]
+    back: dict[str, str]
+    path: str
+    line: int
+
+    def text(self, side: str, lang: str) -> str:
+        texts = self.front if side == "front" else self.back
+        return texts.get(lang) or texts["en"]
+
+
+@dataclass
+class Deck:
+    cards: list[Card] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    titles: dict[str, dict[str, str]] = field(default_factory=dict)  # module -> {lang: title}
+
+    @property
+    def by_id(self) -> dict[str, Card]:
+        return {card.id: card for card in self.cards}
+
+    def for_module(self, module: str) -> list[Card]:
+        return [card for card in self.cards if card.module == module]
+
+
+def parse_front_matter(lines: list[str], path: str) -> tuple[dict[str, tuple[str, int]], int, list[Problem]]:
+    """``key: value`` lines between two ``---`` lines at the top of a file.
+
+    Returns the values with their line numbers, the index of the first body line, and problems.
+    Shared by the card and quiz loaders.
+    """
+    if not lines or lines[0].strip() != "---":
+        return {}, 0, [Problem(path, 1, "missing front matter: the file must start with a '---' line")]
+    meta: dict[str, tuple[str, int]] = {}
+    problems: list[Problem] = []
+    for index in range(1, len(lines)):
+        line = lines[index]
+        if line.strip() == "---":
+            return meta, index + 1, problems
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or not key.strip():
+            problems.append(Problem(path, index + 1, f"front matter line is not 'key: value': {line.strip()!r}"))
+            continue
+        meta[key.strip()] = (value.strip(), index + 1)
+    return meta, len(lines), problems + [Problem(path, 1, "front matter is not closed by a '---' line")]
+
+
+def _headings(body: str):
+    """(level, text, zero-based line) of each ATX/setext heading, ignoring code blocks."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").parse(body)
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open" and token.map:
+            yield int(token.tag[1]), tokens[i + 1].content.strip(), token.map[0]
+
+
+def parse_card_file(path: Path, root: Path | None = None, module_days: dict[str, int] | None = None) -> Deck:
+    """Parse one card file. ``module_days`` maps known module ids to their roadmap day."""
+    shown = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
+    deck = Deck()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        deck.problems.append(Problem(shown, 1, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
+        return deck
+    lines = text.splitlines()
+    meta, body_start, problems = parse_front_matter(lines, shown)
+    deck.problems += problems
+
+    module, module_line = meta.get("module", ("", 1))
+    if not module:
+        deck.problems.append(Problem(shown, 1, "front matter has no 'module'"))
+    elif module_days is not None and module not in module_days:
+        deck.problems.append(Problem(shown, module_line, f"unknown module {module!r}; known: {', '.join(module_days)}"))
+    day_text, day_line = meta.get("day", ("", 1))
+    day = int(day_text) if day_text.isdigit() else 0
+    if not 1 <= day <= 14:
+        deck.problems.append(Problem(shown, day_line, f"'day' must be a number from 1 to 14, got {day_text!r}"))
+    elif module_days is not None and module in module_days and module_days[module] != day:
+        deck.problems.append(Problem(shown, day_line, f"module {module!r} belongs to day {module_days[module]}, not {day}"))
+    if module:
+        deck.titles[module] = {lang: meta[f"title.{lang}"][0] for lang in LANGS if f"title.{lang}" in meta}
+        for lang in LANGS:
+            if f"title.{lang}" not in meta:
+                deck.problems.append(Problem(shown, 1, f"front matter has no 'title.{lang}'"))
+    if deck.problems and (not module or not day):
+        return deck  # without a module and day no card can be placed
+
+    body_lines = lines[body_start:]
+    headings = list(_headings("\n".join(body_lines)))
+    for index, (level, title, line0) in enumerate(headings):
+        if level != 2:
+            continue
+        end = next((h[2] for h in headings[index + 1:] if h[0] <= 2), len(body_lines))
+        sections = [h for h in headings[index + 1:] if h[0] == 3 and line0 < h[2] < end]
+        card = _parse_card(shown, body_start, body_lines, title, line0, end, sections, module, day, deck.problems)
+        if card:
+            deck.cards.append(card)
+    first_card = next((h[2] for h in headings if h[0] == 2), len(body_lines))
+    for level, title, line0 in headings:
+        if line0 < first_card or level not in (2, 3):
+            deck.problems.append(Problem(shown, body_start + line0 + 1, f"unexpected heading {title!r}: cards start with '## <id>'"))
+    return deck
+
+
+def _parse_card(path: str, offset: int, lines: list[str], card_id: str, start: int, end: int,
+                sections: list[tuple[int, str, int]], module: str, day: int,
+                problems: list[Problem]) -> Card | None:
+    line_no = offset + start + 1
+    ok = True
+    if not CARD_ID.match(card_id):
+        problems.append(Problem(path, line_no, f"card id {card_id!r} must be lowercase letters, digits and '-'"))
+        ok = False
+    tags: tuple[str, ...] = ()
+    preamble_end = sections[0][2] if sections else end
+    for j in range(start + 1, preamble_end):
+        stripped = lines[j].strip()
+        if stripped.startswith("tags:"):
+            tags = tuple(t.strip() for t in stripped[5:].split(",") if t.strip())
+        elif stripped:
+            problems.append(Problem(path, offset + j + 1, f"card {card_id}: text before the first section; expected 'tags: ...' or '### front.en'"))
+    texts: dict[str, str] = {}
+    for k, (_, name, s_line) in enumerate(sections):
+        s_end = sections[k + 1][2] if k + 1 < len(sections) else end
+        if name not in SECTIONS:
+            problems.append(Problem(path, offset + s_line + 1, f"card {card_id}: unknown section {name!r}; expected one of {', '.join(SECTIONS)}"))
+            ok = False
+            continue
+        if name in texts:
+            problems.append(Problem(path, offset + s_line + 1, f"card {card_id}: section {name!r} appears twice"))
+            ok = False
+            continue
+        body = "\n".join(lines[s_line + 1:s_end]).strip()
+        if not body:
+            problems.append(Problem(path, offset + s_line + 1, f"card {card_id}: section {name!r} is empty"))
+            ok = False
+        if body.count("$") % 2:
+            problems.append(Problem(path, offset + s_line + 1, f"card {card_id}: unbalanced '$' in {name!r}"))
+            ok = False
+        texts[name] = body
+    missing = [s for s in SECTIONS if s not in texts]
+    if missing:
+        problems.append(Problem(path, line_no, f"card {card_id}: missing section(s) {', '.join(missing)}"))
+        ok = False
+    if not ok:
+        return None
+    return Card(
+        id=card_id, module=module, day=day, tags=tags,
+        front={lang: texts[f"front.{lang}"] for lang in LANGS},
+        back={lang: texts[f"back.{lang}"] for lang in LANGS},
+        path=path, line=line_no,
+    )
+
+
+def card_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.md") if p.name.lower() != "readme.md")
+
+
+def load_deck(directory: Path, module_days: dict[str, int] | None = None, cache_dir: Path | None = None) -> Deck:
+    """All cards under ``directory``; duplicate ids across files are problems (the first wins)."""
+    files = card_files(directory) if directory.is_dir() else []
+    root = directory.parent
+    key = _cache_key(files, module_days)
+    cached = _read_cache(cache_dir, key) if cache_dir else None
+    if cached is not None:
+        return cached
+    deck = Deck()
+    if not directory.is_dir():
+        deck.problems.append(Problem(str(directory), 0, "card folder not found"))
+    seen: dict[str, Card] = {}
+    for path in files:
+        part = parse_card_file(path, root, module_days)
+        deck.problems += part.problems
+        deck.titles.update(part.titles)
+        for card in part.cards:
+            if card.id in seen:
+                first = seen[card.id]
+                deck.problems.append(Problem(card.path, card.line, f"duplicate card id {card.id!r} (first at {first.path}:{first.line})"))
+                continue
+            seen[card.id] = card
+            deck.cards.append(card)
+    deck.problems.sort()
+    if cache_dir:
+        _write_cache(cache_dir, key, deck)
+    return deck
+
+
+# -- cache --------------------------------------------------------------------------------
+
+def _cache_key(files: list[Path], module_days: dict[str, int] | None) -> str:
+    parts = [str(CACHE_VERSION), json.dumps(module_days, sort_keys=True)]
+    for path in files:
+        stat = path.stat()
+        parts.append(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
+    import hashlib
+
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+
+
+def _read_cache(cache_dir: Path, key: str) -> Deck | None:
+    try:
+        data = json.loads((cache_dir / f"cards-{key}.json").read_text(encoding="utf-8"))
+        return Deck(
+            cards=[Card(**{**c, "tags": tuple(c["tags"])}) for c in data["cards"]],
+            problems=[Problem(**p) for p in data["problems"]],
+            titles=data["titles"],
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_cache(cache_dir: Path, key: str, deck: Deck) -> None:
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for old in cache_dir.glob("cards-*.json"):
+            old.unlink(missing_ok=True)
+        tmp = cache_dir / f".cards-{key}.{os.getpid()}.tmp"
+        payload = {"cards": [asdict(c) for c in deck.cards], "problems": [asdict(p) for p in deck.problems], "titles": deck.titles}
+        tmp.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(cache_dir / f"cards-{key}.json")
+    except OSError:
+        pass  # a cache is an optimisation; a read-only home must not stop the app

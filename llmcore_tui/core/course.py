@@ -1,0 +1,216 @@
+"""The course as the learner sees it: content + progress store + roadmap + scheduler.
+
+This is the one object the CLI and the TUI talk to; it has no UI and no torch imports.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from llmcore_tui.core import roadmap
+from llmcore_tui.core.clock import Clock, day_bounds, local_zone, study_date
+from llmcore_tui.core.content import Deck, load_deck
+from llmcore_tui.core.roadmap import Criterion, DayStatus
+from llmcore_tui.core.settings import Settings
+from llmcore_tui.core.srs import NewItem, ReviewQueue, Srs, count_due, introduced_ids, introduced_since
+from llmcore_tui.core.store import Store
+
+
+@dataclass(frozen=True)
+class Today:
+    date: date
+    day: roadmap.Day
+    phase: roadmap.Phase
+    due: int
+    learning: int
+    new_available: int
+    new_today: int
+    status: DayStatus
+    next_action: str
+
+
+class Course:
+    def __init__(self, store: Store, deck: Deck, content_root: Path, clock: Clock | None = None,
+                 fuzz: bool = True):
+        self.store = store
+        self.deck = deck
+        self.content_root = content_root
+        self.clock = clock or Clock()
+        self.settings = Settings(store)
+        self.fuzz = fuzz
+        self._srs: Srs | None = None
+        self._ensure_start_date()
+
+    @classmethod
+    def open(cls, db_path: Path, content_root: Path, clock: Clock | None = None, cache_dir: Path | None = None,
+             fuzz: bool = True) -> "Course":
+        store = Store(db_path)
+        deck = load_deck(content_root / "cards", roadmap.MODULE_DAYS, cache_dir)
+        return cls(store, deck, content_root, clock, fuzz)
+
+    # -- time -----------------------------------------------------------------------------
+    @property
+    def tz(self):
+        return local_zone(self.settings.get("timezone"))
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def study_date(self, ts: float | None = None) -> date:
+        return study_date(self.now() if ts is None else ts, self.settings.get("day_start_hour"), self.tz)
+
+    def today_bounds(self) -> tuple[float, float]:
+        return day_bounds(self.study_date(), self.settings.get("day_start_hour"), self.tz)
+
+    def _ensure_start_date(self) -> None:
+        if self.store.get_setting("start_date") is None:
+            self.store.set_setting("start_date", self.study_date().isoformat())
+
+    @property
+    def start_date(self) -> date:
+        return date.fromisoformat(self.store.get_setting("start_date"))
+
+    def calendar_day(self) -> int:
+        return roadmap.calendar_day(self.start_date, self.study_date())
+
+    # -- scheduling -----------------------------------------------------------------------
+    @property
+    def srs(self) -> Srs:
+        if self._srs is None:
+            self._srs = Srs(self.store, self.settings.get("desired_retention"), self.fuzz)
+        return self._srs
+
+    def new_items(self, unlocked: set[int], introduced: set[str] | None = None) -> list[NewItem]:
+        """Cards of unlocked days never reviewed, in curriculum order (day, then file order)."""
+        introduced = introduced_ids(self.store) if introduced is None else introduced
+        cards = [c for c in self.deck.cards if c.day in unlocked and c.id not in introduced]
+        cards.sort(key=lambda c: c.day)  # stable: keeps file order within a day
+        return [NewItem(c.id, "card", c.module, c.day) for c in cards]
+
+    def new_left_today(self) -> int:
+        start, _ = self.today_bounds()
+        return max(0, self.settings.get("new_per_day") - introduced_since(self.store, start))
+
+    def review_queue(self) -> ReviewQueue:
+        statuses = self.day_statuses()
+        unlocked = {s.day.number for s in statuses if s.unlocked}
+        return ReviewQueue(self.srs, self.new_items(unlocked), self.new_left_today(),
+                           self.settings.get("learn_ahead_minutes") * 60)
+
+    # -- roadmap --------------------------------------------------------------------------
+    def _module_counts(self, now: float) -> dict[str, tuple[int, int]]:
+        rows = self.store.conn.execute(
+            "SELECT module, count(*), coalesce(sum(due_ts <= ?), 0) FROM srs_items WHERE kind = 'card' GROUP BY module",
+            (now,),
+        ).fetchall()
+        return {m: (int(n), int(d)) for m, n, d in rows}
+
+    def _labs_passed(self) -> set[str]:
+        return {r[0] for r in self.store.conn.execute("SELECT DISTINCT lab FROM lab_runs WHERE status = 'succeeded'")}
+
+    def _quizzes_passed(self) -> set[str]:
+        return {r[0] for r in self.store.conn.execute("SELECT DISTINCT module FROM quiz_sittings WHERE passed = 1")}
+
+    def quiz_modules(self) -> set[str]:
+        """Modules that have a quiz; filled in by the quiz bank when quizzes are loaded."""
+        return getattr(self, "_quiz_modules", set())
+
+    def day_statuses(self) -> list[DayStatus]:
+        from labs.registry import labs_for_day
+
+        now = self.now()
+        counts = self._module_counts(now)
+        totals: dict[str, int] = {}
+        for card in self.deck.cards:
+            totals[card.module] = totals.get(card.module, 0) + 1
+        labs_passed = self._labs_passed()
+        quizzes_passed = self._quizzes_passed()
+        quiz_modules = self.quiz_modules()
+        calendar = self.calendar_day()
+        statuses: list[DayStatus] = []
+        for day in roadmap.DAYS:
+            unlocked = day.number <= calendar or bool(statuses and statuses[-1].done)
+            criteria: list[Criterion] = []
+            total = totals.get(day.module, 0)
+            introduced, due = counts.get(day.module, (0, 0))
+            if total:
+                criteria.append(Criterion("cards", introduced >= total, f"{min(introduced, total)}/{total} cards introduced"))
+                criteria.append(Criterion("reviews", due == 0, "no reviews due" if due == 0 else f"{due} reviews due"))
+            for lab in labs_for_day(day.number):
+                criteria.append(Criterion("lab", lab.name in labs_passed, f"lab {lab.name} " + (
+                    "succeeded" if lab.name in labs_passed else "not yet run successfully")))
+            if day.module in quiz_modules:
+                passed = day.module in quizzes_passed
+                criteria.append(Criterion("quiz", passed, "quiz passed" if passed else "quiz not passed yet"))
+            if day.module == "brief":
+                exported = self.store.get_setting("brief_exported_ts") is not None
+                criteria.append(Criterion("brief", exported, "brief exported" if exported else "brief not exported yet"))
+            status = DayStatus(day, unlocked, tuple(criteria))
+            statuses.append(status)
+        return statuses
+
+    def today(self) -> Today:
+        now = self.now()
+        statuses = self.day_statuses()
+        unlocked = {s.day.number for s in statuses if s.unlocked}
+        current = max(unlocked)
+        status = statuses[current - 1]
+        due, learning = count_due(self.store, now)
+        start, _ = self.today_bounds()
+        new_today = introduced_since(self.store, start)
+        new_left = max(0, self.settings.get("new_per_day") - new_today)
+        new_available = min(new_left, len(self.new_items(unlocked)))
+        day = status.day
+        if due:
+            action = f"Review {due} due card{'s' if due != 1 else ''}"
+        elif new_available:
+            action = f"Learn {new_available} new card{'s' if new_available != 1 else ''} of {day.title['en']}"
+        else:
+            unmet = [c for c in status.criteria if not c.met]
+            action = unmet[0].detail[:1].upper() + unmet[0].detail[1:] if unmet else "Day complete: come back tomorrow"
+        return Today(self.study_date(), day, roadmap.phase_of(day), due, learning, new_available, new_today, status, action)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+# -- where things live ----------------------------------------------------------------------
+
+def checkout_root() -> Path | None:
+    """The repository root when running from a checkout (it has cards/ next to the package)."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "cards").is_dir() and (here / "pyproject.toml").is_file() else None
+
+
+def content_root() -> Path:
+    env = os.environ.get("LLMCORE_CONTENT")
+    if env:
+        return Path(env)
+    root = checkout_root()
+    if root is None:
+        raise FileNotFoundError("cannot find the course content (cards/); set LLMCORE_CONTENT to the folder holding cards/")
+    return root
+
+
+def default_db_path() -> tuple[Path, str]:
+    """The database to use, and why: --db/LLMCORE_DB win; else progress.db in the checkout
+    when the current folder is the checkout; else the user data folder."""
+    env = os.environ.get("LLMCORE_DB")
+    if env:
+        return Path(env), "LLMCORE_DB"
+    root = checkout_root()
+    if root is not None and Path.cwd().resolve() == root:
+        return root / "progress.db", "checkout"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("llmcore-tui")) / "progress.db", "user data folder"
+
+
+def cache_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("llmcore-tui"))
+

@@ -1,0 +1,106 @@
+"""The Textual app: a thin face over ``llmcore_tui.core.course.Course``.
+
+Screens ask the course for what to show and send the user's intent back; they never touch
+SQLite, FSRS or a lab directly. Nothing here imports torch: labs run as child processes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from llmcore_tui.core.course import Course
+from llmcore_tui.tui.screens.help import HelpScreen
+from llmcore_tui.tui.screens.roadmap import RoadmapScreen
+from llmcore_tui.tui.screens.today import TodayScreen
+
+_T0 = float(os.environ.get("LLMCORE_BENCH_T0", "0") or 0)
+
+
+class LlmcoreApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "llmcore-tui"
+    SUB_TITLE = "14 days to LLM post-training"
+    MODES = {"today": TodayScreen, "roadmap": RoadmapScreen}
+    DEFAULT_MODE = "today"
+
+    BINDINGS = [
+        Binding("t", "switch_mode('today')", "Today", id="go.today", tooltip="Today's plan"),
+        Binding("r", "review", "Review", id="go.review", tooltip="Review due and new cards"),
+        Binding("m", "switch_mode('roadmap')", "Roadmap", id="go.roadmap", tooltip="The 14-day roadmap"),
+        Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Keys and how the course works"),
+        Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit (everything is already saved)"),
+    ]
+
+    def __init__(self, course: Course, lang: str = "en"):
+        super().__init__()
+        self.course = course
+        self.lang = lang
+        self._theme_loaded = False
+        self.first_paint_s: float | None = None
+
+    def on_mount(self) -> None:
+        saved = self.course.settings.get("theme")
+        if saved in self.available_themes:
+            self.theme = saved
+        self._theme_loaded = True
+
+    def watch_theme(self, theme: str) -> None:
+        if self._theme_loaded and theme != self.course.settings.get("theme"):
+            self.course.settings.set("theme", theme)
+
+    def mark_first_paint(self) -> None:
+        """Called by the Today screen after its first refresh (used by benchmarks/startup.py)."""
+        if self.first_paint_s is None and _T0:
+            self.first_paint_s = time.time() - _T0
+            out = os.environ.get("LLMCORE_BENCH_OUT")
+            if out:
+                Path(out).write_text(f"{self.first_paint_s:.6f}\n")
+            if os.environ.get("LLMCORE_BENCH_EXIT"):
+                self.exit(0)
+
+    # -- navigation -----------------------------------------------------------------------
+    def action_review(self) -> None:
+        from llmcore_tui.tui.screens.review import ReviewScreen  # markdown & FSRS load on first use
+
+        if "review" not in self._modes:
+            self.add_mode("review", ReviewScreen)
+        self.switch_mode("review")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Today", "Today's plan: day of the roadmap, cards due, what to do next",
+                            lambda: self.switch_mode("today"))
+        yield SystemCommand("Review", "Review due and new cards (space reveals, 1-4 rate, u undoes)",
+                            self.action_review)
+        yield SystemCommand("Roadmap", "The 14-day plan and the status of each day",
+                            lambda: self.switch_mode("roadmap"))
+        yield SystemCommand("Help", "Keys and how the course works", self.action_help)
+
+    def on_unmount(self) -> None:
+        self.course.close()
+
+
+def run_app(db: Path, lang: str) -> int:
+    """Open the course and run the TUI; returns the process exit code."""
+    from llmcore_tui.core.course import cache_dir, content_root
+    from llmcore_tui.core.store import StoreError
+
+    try:
+        course = Course.open(db, content_root(), cache_dir=cache_dir())
+    except (StoreError, FileNotFoundError) as exc:
+        print(f"error: {exc}")
+        return 1
+    app = LlmcoreApp(course, lang)
+    app.run()
+    return app.return_code or 0

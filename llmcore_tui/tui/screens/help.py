@@ -1,0 +1,45 @@
+"""Help: the keys of each screen and how the course works."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+HELP_TEXT = """\
+[b]llmcore-tui[/b] — 14 days of RL foundations, alignment and systems, by recall and by running the algorithms.
+
+[b]Everywhere[/b]
+  t  Today          r  Review          m  Roadmap
+  ctrl+p  command palette (every screen, theme, keys)
+  ?  this help      q  quit — every rating is saved the moment you make it
+
+[b]Review[/b]
+  space  reveal the answer
+  1 Again · 2 Hard · 3 Good · 4 Easy — the button shows when you will see the card next
+  u  undo the last rating        l  switch English / 中文
+  escape  back to Today
+
+[b]Roadmap[/b]
+  arrows  move between days; the panel shows what the day asks for
+
+[b]How it works[/b]
+  New cards come from the days you have unlocked, up to a daily limit
+  (llmcore-tui settings set new_per_day N). FSRS schedules each review for when
+  you are about to forget. A day is done when its cards are introduced, no reviews
+  are due, its lab has succeeded once and its quiz is passed.
+  A study day starts at 4 am local time (setting day_start_hour).
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Static(HELP_TEXT)
+
+    def action_dismiss(self, result: None = None) -> None:  # type: ignore[override]
+        self.dismiss(result)

@@ -1,0 +1,38 @@
+"""Pilot tests: review a card end to end, undo, navigation."""
+
+from __future__ import annotations
+
+from llmcore_tui.tui.app import LlmcoreApp
+from llmcore_tui.tui.screens.review import ReviewScreen
+
+
+async def test_review_rates_a_card_into_the_database(course):
+    app = LlmcoreApp(course)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("r")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ReviewScreen)
+        first = screen.current_id
+        assert first == "mdp-one"
+        await pilot.press("3")  # not revealed yet: nothing is stored
+        assert course.store.scalar("SELECT count(*) FROM reviews") == 0
+        await pilot.press("space", "3")
+        await pilot.pause()
+        rows = course.store.query("SELECT item_id, rating FROM reviews")
+        assert rows == [{"item_id": "mdp-one", "rating": 3}]
+        assert screen.current_id == "mdp-two"
+
+
+async def test_undo_restores_the_card(course):
+    app = LlmcoreApp(course)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("r", "space", "4")
+        await pilot.pause()
+        assert course.store.scalar("SELECT count(*) FROM srs_items") == 1
+        await pilot.press("u")
+        await pilot.pause()
+        assert app.screen.current_id == "mdp-one"
+        assert course.store.scalar("SELECT count(*) FROM srs_items") == 0
+        assert course.store.query("SELECT rating, undoes FROM reviews ORDER BY id") == [
+            {"rating": 4, "undoes": None}, {"rating": None, "undoes": 1}]
