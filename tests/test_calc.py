@@ -101,7 +101,7 @@ def test_kv_cache_breakdown_splits_k_and_v_and_mentions_mha_saving():
     b = calc.kv_cache_breakdown(LLAMA3, 8192, batch=4)
     assert b.get("K") == b.get("V") == b.total / 2
     assert b.total == 4 * GiB
-    assert any("4x" in n for n in b.notes)
+    assert "MHA would need 4x: 16 GiB" in b.notes[1]
     assert "128 KiB per token" in b.notes[0]
 
 

@@ -176,6 +176,8 @@ def kv(
     model = _model(preset, ("layers", "kv_heads", "head_dim"), layers=layers, kv_heads=kv_heads,
                    head_dim=head_dim, heads=heads)
     b = calc.kv_cache_breakdown(model, seq_len, batch, dtype)
+    if preset is None and heads is None:
+        b = dataclasses.replace(b, notes=b.notes[:1])  # without --heads, MHA vs GQA is unknown
     if as_json:
         _json({"model": model.name, "layers": model.layers, "kv_heads": model.kv_heads, "head_dim": model.head_dim,
                "seq_len": seq_len, "batch": batch, "dtype": dtype, **b.to_dict()})
@@ -204,7 +206,7 @@ def weights(
     if as_json:
         _json({"model": label, "params": calc.tidy(n), "bytes": sizes})
         return
-    typer.echo(f"Weights of {label} ({calc.format_count(n)} parameters)")
+    typer.echo(f"Weights of {label} ({calc.format_count(n)} parameters)" if preset else f"Weights of {label}")
     typer.echo(_table([["dtype", "binary", "decimal"]] + [
         [d, calc.format_bytes(v), calc.format_bytes(v, binary=False)] for d, v in sizes.items()], right={1, 2}))
 

@@ -27,7 +27,7 @@ Formulas (N = parameters, L = layers, h = hidden size, a = attention heads):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Iterable
 
@@ -133,7 +133,7 @@ def parse_quantity(text: str, system: str, default_unit: str = "") -> float:
     key = (unit or default_unit).strip()
     factor = units.get(key.lower(), units.get(key))
     if factor is None:
-        known = ", ".join(sorted({u for u in units if u}, key=len)) or "none"
+        known = ", ".join(sorted((u for u in units if u), key=lambda u: (len(u), u)))
         raise ValueError(f"unit {unit!r} is not a {system} unit (use one of: {known})")
     return value * factor
 
@@ -414,10 +414,12 @@ def kv_cache_breakdown(model: ModelConfig, seq_len: int, batch: int = 1, dtype: 
     half = kv_cache_bytes(model.layers, model.kv_heads, model.head_dim, seq_len, batch, per) / 2
     formula = f"L·kv·d·s·b·B = {model.layers}·{model.kv_heads}·{model.head_dim}·{seq_len}·{batch}·{per}"
     per_token = kv_cache_bytes(model.layers, model.kv_heads, model.head_dim, 1, 1, per)
-    notes = [f"{format_bytes(per_token)} per token ({model.attention}, {model.kv_heads} of {model.heads} heads cached)"]
-    if model.kv_heads != model.heads:
-        notes.append(f"MHA would need {model.heads // model.kv_heads}x: "
-                     f"{format_bytes(half * 2 * model.heads / model.kv_heads)}")
+    notes = [f"{format_bytes(per_token)} per token"]
+    if model.kv_heads == model.heads:
+        notes.append("MHA: every head has its own K and V")
+    else:
+        notes.append(f"{model.attention}: {model.kv_heads} of {model.heads} heads cached; MHA would need "
+                     f"{model.heads // model.kv_heads}x: {format_bytes(half * 2 * model.heads / model.kv_heads)}")
     return Breakdown(f"KV cache of {model.name}, {seq_len} tokens x {batch}, {dtype}", "bytes",
                      (Item("K", tidy(half), formula), Item("V", tidy(half), formula)), tuple(notes))
 
@@ -553,7 +555,7 @@ def lora_estimate(model: ModelConfig, rank: int, targets: str | Iterable[str] = 
     targets_ = lora_targets(targets)
     n, t = model.params, lora_params(model, rank, targets_)
     base = dtype_bytes(base_dtype)
-    full = zero_memory_breakdown(n)
+    full = replace(zero_memory_breakdown(n), title=f"Full fine-tuning of {model.name} (mixed-precision Adam)")
     lora = Breakdown(f"LoRA r={rank} on {model.name}", "bytes", (
         Item(f"frozen base weights ({base_dtype})", tidy(n * base), f"{format_count(n)} · {base} B"),
         Item("adapter weights (fp16)", 2 * t, f"2 B · {format_count(t)}"),
