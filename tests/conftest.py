@@ -38,6 +38,7 @@ def content(tmp_path: Path) -> Path:
     write_card_file(root / "cards", "01-mdp.md", "mdp", 1,
                     [card_block("mdp-one", "What is $\\gamma$?", "The discount."), card_block("mdp-two"), card_block("mdp-three")])
     write_card_file(root / "cards", "02-td.md", "td_learning", 2, [card_block("td-one"), card_block("td-two")])
+    (root / "quizzes").mkdir()
     return root
 
 
