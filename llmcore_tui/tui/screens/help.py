@@ -19,7 +19,7 @@ HELP_TEXT = """\
 [b]Review[/b]
   space  reveal the answer
   1 Again · 2 Hard · 3 Good · 4 Easy — the button shows when you will see the card next
-  u  undo the last rating        l  switch English / 中文
+  u  undo the last rating        z  switch English / 中文
   escape  back to Today
 
 [b]Roadmap[/b]

@@ -24,7 +24,7 @@ class ReviewScreen(Screen):
         Binding("3", "rate(3)", "Good", id="review.good", show=False),
         Binding("4", "rate(4)", "Easy", id="review.easy", show=False),
         Binding("u", "undo", "Undo", id="review.undo", tooltip="Take back the last rating"),
-        Binding("l", "toggle_lang", "EN/中文", id="review.lang", tooltip="Switch the card language"),
+        Binding("z", "toggle_lang", "EN/中文", id="review.lang", tooltip="Switch the card language"),
         Binding("escape", "app.switch_mode('today')", "Back", id="review.back"),
     ]
 
