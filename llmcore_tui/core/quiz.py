@@ -5,7 +5,7 @@ The format is documented in ``quizzes/README.md``. Like the card loader, every p
 regardless. The API is pure (no UI, no store):
 
     bank = load_bank(Path("quizzes"))            # QuizBank: questions, problems, titles
-    shown = draw(bank.by_id["ref-q-kv-gqa"], random.Random(seed))   # numbers drawn here
+    shown = draw(bank.by_id["reference-q-kv-gqa"], random.Random(seed))   # numbers drawn here
     grade(shown, "1.5 GiB")                      # Grade(correct, score, expected, explanation...)
     summarize(grades).passed                     # pass mark: PASS_THRESHOLD (80%) by default
 
