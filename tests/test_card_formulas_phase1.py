@@ -7,8 +7,9 @@ Change a formula or an example on one side only and a test here fails.
 Where a lab implements the formula it is used: ``labs.gae.compute_gae`` (GAE),
 ``labs.mdp`` (Bellman backups, value iteration), ``labs.td_learning`` (random walk, epsilon-greedy).
 SFT numbers use ``torch.nn.functional.cross_entropy`` (the loss the SFT lab trains with).
-DPO numbers use ``labs.dpo``'s public loss function when that module provides one, and a
-reference implementation of the DPO formula otherwise (see ``dpo_loss_and_rewards``).
+DPO numbers use ``labs.dpo``'s public loss function when that module provides one whose
+parameters can be matched by name, and the DPO formula computed here otherwise
+(see ``dpo_loss_and_rewards``).
 """
 
 from __future__ import annotations
@@ -252,6 +253,19 @@ def test_softmax_score_function_and_its_zero_mean():
     assert_states("advantage", "advantage-softmax-score", "= (0.5, -0.3, -0.2)")
 
 
+def test_reinforce_worked_step():
+    torch = pytest.importorskip("torch")
+    z = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    torch.log_softmax(z, dim=0)[0].backward()
+    assert torch.allclose(z.grad, torch.tensor([0.5, -0.5], dtype=torch.float64))
+    for G, p_new in ((2.0, "0.55"), (-2.0, "0.45")):
+        z_new = z.detach() + 0.1 * G * z.grad
+        assert fmt(torch.softmax(z_new, dim=0)[0].item(), 2) == p_new
+    assert torch.allclose(z.detach() + 0.1 * 2.0 * z.grad, torch.tensor([0.1, -0.1], dtype=torch.float64))
+    assert_states("advantage", "advantage-reinforce-worked-step", "= (0.1, -0.1)", "\\sigma(0.2) \\approx 0.55", "0.45",
+                  "(1, 0) - (0.5, 0.5) = (0.5, -0.5)")
+
+
 def test_td_error_is_unbiased_advantage_with_true_values():
     """On the GAE lab's chain with exact V and Q: E[delta | s, a] = Q - V = A."""
     from labs.gae import chain_truth
@@ -341,6 +355,24 @@ def test_gae_effective_lookahead_numbers():
                   "\\gamma = 0.98")
 
 
+def test_gae_runs_per_environment_column():
+    """(T, n_envs) input: each column equals its own 1-D computation; flattening leaks credit."""
+    rng = np.random.default_rng(2)
+    T, n_envs, gamma, lam = 6, 3, 0.99, 0.95
+    r, V = rng.normal(size=(T, n_envs)), rng.normal(size=(T, n_envs))
+    dones = (rng.random((T, n_envs)) < 0.2).astype(float)
+    last = rng.normal(size=n_envs)
+    adv, _ = _gae(r, dones, gamma, lam, V, last)
+    for e in range(n_envs):
+        col, _ = _gae(r[:, e], dones[:, e], gamma, lam, V[:, e], last[e])
+        assert np.allclose(adv[:, e], col)
+    dones[-1, 0] = 0.0  # env 0 does not end on its last step: flattening makes env 1 "follow" it
+    adv, _ = _gae(r, dones, gamma, lam, V, last)
+    flat, _ = _gae(r.T.reshape(-1), dones.T.reshape(-1), gamma, lam, V.T.reshape(-1), last[-1])
+    assert not np.isclose(flat[T - 1], adv[T - 1, 0])
+    assert_states("gae", "gae-vectorised-rollouts", "(T, n_{\\text{envs}})")
+
+
 def test_truncation_bootstrap_via_reward():
     """Folding gamma V(s_final) into the reward and setting done gives the bootstrapped TD error."""
     gamma, lam = 0.99, 0.95
@@ -404,41 +436,60 @@ def test_initial_loss_of_uniform_prediction_is_log_vocab():
 
 # -- day 6: DPO -----------------------------------------------------------------------------------
 
+_CHOSEN = {"chosen", "w", "win", "winner", "pos", "positive", "preferred"}
+_REJECTED = {"rejected", "l", "lose", "loser", "neg", "negative", "dispreferred"}
+_ROLE_WORDS = {"pi_w": (False, _CHOSEN), "pi_l": (False, _REJECTED), "ref_w": (True, _CHOSEN), "ref_l": (True, _REJECTED)}
+
+
 def _lab_dpo_loss():
-    """labs.dpo's public loss function, if the module exists and has one; else None."""
+    """labs.dpo's public DPO loss and a map from our four log-probs to its parameter names.
+
+    None when labs.dpo does not exist, has no public loss function, or its parameters cannot be
+    matched by name (policy/reference x chosen/rejected), so a signature we do not understand
+    never produces a spurious failure.
+    """
     try:
         module = importlib.import_module("labs.dpo")
     except ImportError:
         return None
-    for name in ("dpo_loss", "dpo_loss_fn", "compute_dpo_loss", "preference_loss"):
-        fn = getattr(module, name, None)
-        if callable(fn):
-            return fn
+    candidates = [getattr(module, n) for n in dir(module)
+                  if not n.startswith("_") and "dpo" in n.lower() and "loss" in n.lower()]
+    for fn in filter(inspect.isfunction, candidates):
+        names = list(inspect.signature(fn).parameters)
+        roles: dict[str, str] = {}
+        for role, (is_ref, words) in _ROLE_WORDS.items():
+            hits = [n for n in names
+                    if any(tok.startswith("ref") for tok in n.lower().split("_")) == is_ref
+                    and words & set(n.lower().split("_"))]
+            if len(hits) == 1:
+                roles[role] = hits[0]
+        if len(set(roles.values())) == 4 and "beta" in names:
+            return fn, roles
     return None
 
 
 def dpo_loss_and_rewards(pi_w: float, pi_l: float, ref_w: float, ref_l: float, beta: float):
     """Per-pair DPO loss and implicit rewards (chosen, rejected).
 
-    Uses labs.dpo's loss when it exists (called by keyword where its parameter names are the
-    usual ones), and otherwise the reference formula
-    -log sigma(beta[(log pi_w - log ref_w) - (log pi_l - log ref_l)]).
+    The loss comes from labs.dpo when it has a recognisable public loss function (and must then
+    agree with the formula); otherwise from the reference formula
+    -log sigma(beta[(log pi_w - log ref_w) - (log pi_l - log ref_l)]). The implicit rewards are
+    beta (log pi - log ref).
     """
     r_w, r_l = beta * (pi_w - ref_w), beta * (pi_l - ref_l)
     reference = math.log1p(math.exp(-(r_w - r_l)))
-    fn = _lab_dpo_loss()
-    if fn is None:
+    found = _lab_dpo_loss()
+    if found is None:
         return reference, r_w, r_l
     import torch
 
-    t = lambda x: torch.tensor([x], dtype=torch.float64)  # noqa: E731
-    params = list(inspect.signature(fn).parameters)
-    out = fn(t(pi_w), t(pi_l), t(ref_w), t(ref_l), **({"beta": beta} if "beta" in params else {}))
-    loss = out[0] if isinstance(out, tuple) else out
-    loss = float(loss.mean() if hasattr(loss, "mean") else loss)
-    if isinstance(out, tuple) and len(out) >= 3:
-        r_w, r_l = float(out[1].reshape(-1)[0]), float(out[2].reshape(-1)[0])
-    assert math.isclose(loss, reference, rel_tol=1e-6), "labs.dpo disagrees with the DPO formula"
+    fn, roles = found
+    values = {"pi_w": pi_w, "pi_l": pi_l, "ref_w": ref_w, "ref_l": ref_l}
+    kwargs = {roles[k]: torch.tensor([v], dtype=torch.float64) for k, v in values.items()}
+    out = fn(**kwargs, beta=beta)
+    loss = out[0] if isinstance(out, (tuple, list)) else out
+    loss = float(loss.mean()) if hasattr(loss, "mean") else float(loss)
+    assert math.isclose(loss, reference, rel_tol=1e-6), f"labs.dpo.{fn.__name__} disagrees with the DPO formula"
     return loss, r_w, r_l
 
 
@@ -515,9 +566,8 @@ def test_dpo_optimal_policy_closed_form():
 
 def test_dpo_is_checked_against_the_lab_when_it_exists():
     """Documents which implementation the DPO numbers above were checked against."""
-    fn = _lab_dpo_loss()
-    if fn is None:
-        pytest.skip("labs.dpo has no public DPO loss yet: DPO numbers checked against the reference formula")
+    if _lab_dpo_loss() is None:
+        pytest.skip("labs.dpo has no recognisable public DPO loss: DPO numbers checked against the reference formula")
     loss, _, _ = dpo_loss_and_rewards(-1.0, -3.0, -2.0, -2.0, beta=0.1)
     assert fmt(loss) == "0.598139"
 
