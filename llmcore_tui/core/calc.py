@@ -175,12 +175,17 @@ def format_count(n: float, digits: int = 4) -> str:
     return format_number(n, digits)
 
 
+def format_sci(x: float, digits: int = 4) -> str:
+    """``x`` in scientific notation without trailing zeros: ``5.88e23``, ``7e9``."""
+    mant, exp = f"{x:.{digits - 1}e}".split("e")
+    if "." in mant:
+        mant = mant.rstrip("0").rstrip(".")
+    return f"{mant}e{int(exp)}"
+
+
 def format_flops(n: float, digits: int = 4) -> str:
     """FLOPs, in scientific notation from 10^4 on: ``8.4e22 FLOPs``."""
-    if abs(n) < 1e4:
-        return f"{format_number(n, digits)} FLOPs"
-    mant, exp = f"{n:.{digits - 1}e}".split("e")
-    return f"{mant.rstrip('0').rstrip('.')}e{int(exp)} FLOPs"
+    return f"{format_number(n, digits) if abs(n) < 1e4 else format_sci(n, digits)} FLOPs"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,7 +701,7 @@ __all__ = [
     "ADAM_STATE_BYTES", "DTYPE_BYTES", "GB", "GiB", "KB", "KiB", "LORA_TARGET_GROUPS", "MB", "MiB", "PRESETS",
     "QUIZ_FUNCTIONS", "RECOMPUTE_MODES", "TB", "TiB", "UNIT_SYSTEMS", "Breakdown", "Item", "LoraEstimate",
     "ModelConfig", "Report", "activation_breakdown", "activation_bytes", "dtype_bytes", "flops_breakdown",
-    "flops_per_token", "format_bytes", "format_count", "format_flops", "format_number", "get_preset",
+    "flops_per_token", "format_bytes", "format_count", "format_flops", "format_number", "format_sci", "get_preset",
     "kv_cache", "kv_cache_breakdown", "kv_cache_bytes", "lora_estimate", "lora_matrix_params", "lora_params",
     "lora_targets", "param_breakdown", "param_count", "parse_quantity", "report", "split_quantity",
     "tidy", "training_flops", "unit_system", "weight_bytes", "weights_breakdown", "zero_memory_breakdown",

@@ -303,7 +303,8 @@ def _format_param(value: Any) -> str:
     if isinstance(value, calc.ModelConfig):
         return value.name
     if isinstance(value, float):
-        return calc.format_number(value, 6)
+        big_or_tiny = value and not 1e-3 <= abs(value) < 1e5
+        return calc.format_sci(value, 6) if big_or_tiny else calc.format_number(value, 6)
     return str(value)
 
 
