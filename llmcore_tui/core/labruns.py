@@ -237,6 +237,10 @@ class RunHandle:
     def done(self) -> bool:
         return self._done.is_set()
 
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_at is not None
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the run is over and recorded (True), or ``timeout`` seconds passed (False)."""
         return self._done.wait(timeout)
@@ -753,11 +757,11 @@ _PREFIX_RANK = {"eval": 0, "charts": 1, "losses": 2}
 
 def informative_keys(series: dict[str, Sequence[tuple[int, float | None]]], n: int | None = None) -> list[str]:
     """Metric keys worth a chart first: ones that change over several steps, eval/ and charts/
-    before losses/ before the rest; constant or single-point series last."""
+    before losses/ before the rest; constant or single-point series next, empty ones last."""
     def rank(key: str) -> tuple[int, int, str]:
         values = [v for _, v in series[key] if v is not None]
         moving = len(values) >= 2 and max(values) != min(values)
-        return (0 if moving else 1, _PREFIX_RANK.get(key.split("/", 1)[0], 3), key)
+        return (0 if moving else 1 if values else 2, _PREFIX_RANK.get(key.split("/", 1)[0], 3), key)
 
     keys = sorted(series, key=rank)
     return keys if n is None else keys[:n]

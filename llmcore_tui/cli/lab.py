@@ -1,0 +1,316 @@
+"""``llmcore-tui lab ...``: run the course's labs and look at their recorded runs.
+
+``lab run NAME`` starts ``python -m labs NAME --json`` as a child process (see
+:mod:`llmcore_tui.core.labruns`), shows its progress, records the run in the progress database
+(``--db`` of the root command) and exits 0 when the lab succeeded, 1 when it failed, 2 on a
+usage error (unknown lab, bad ``--set``) and 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from typing import Any, Optional
+
+import typer
+
+from llmcore_tui.core import labruns
+from llmcore_tui.core.labruns import LabRunError, fmt_duration, fmt_value
+
+app = typer.Typer(
+    help="Run the labs (real algorithms as child processes) and inspect or compare their runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _store(ctx: typer.Context):
+    """The progress store chosen by the root command's ``--db`` (or the default one)."""
+    from llmcore_tui.core.store import Store, StoreError
+
+    db = getattr(ctx.obj, "db", None)  # the root command's Options
+    if db is None:
+        from llmcore_tui.core.course import default_db_path
+
+        db, _ = default_db_path()
+    try:
+        return Store(db)
+    except StoreError as exc:
+        raise _fail(str(exc), 1) from None
+
+
+def _when(ts: float | None) -> str:
+    return "—" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def _table(columns: list[str], rows: list[list[Any]], indent: str = "  ") -> str:
+    cells = [[fmt_value(c) if not isinstance(c, str) else c for c in row] for row in rows]
+    widths = [max([len(str(col))] + [len(r[i]) for r in cells if i < len(r)]) for i, col in enumerate(columns)]
+    lines = [indent + "  ".join(str(c).ljust(w) for c, w in zip(columns, widths)).rstrip(),
+             indent + "  ".join("-" * w for w in widths)]
+    lines += [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+# -- list / runs --------------------------------------------------------------------------------
+
+@app.command("list")
+def list_labs(ctx: typer.Context) -> None:
+    """Every lab by roadmap day, with the status of its last run."""
+    from labs.registry import LABS
+
+    store = _store(ctx)
+    try:
+        latest = labruns.latest_runs(store)
+    finally:
+        store.close()
+    rows = []
+    for info in LABS:
+        run = latest.get(info.name)
+        last = "never run" if run is None else f"{run.status} {_when(run.started_ts)} ({run.preset}) {run.id}"
+        rows.append([str(info.day), info.name, info.title, last])
+    typer.echo(_table(["day", "lab", "title", "last run"], rows, indent=""))
+
+
+@app.command("runs")
+def list_runs(ctx: typer.Context, lab: Optional[str] = typer.Argument(None, help="only this lab's runs"),
+              limit: int = typer.Option(20, "--limit", "-n", help="how many, newest first")) -> None:
+    """Recorded runs, newest first (ids for `lab show` and `lab compare`)."""
+    if lab is not None:
+        try:
+            labruns.lab_info(lab)
+        except LabRunError as exc:
+            raise _fail(str(exc), EXIT_USAGE) from None
+    store = _store(ctx)
+    try:
+        runs = labruns.list_runs(store, lab, limit)
+    finally:
+        store.close()
+    if not runs:
+        typer.echo("no runs yet: `llmcore-tui lab run NAME --toy` starts one")
+        return
+    rows = [[r.id, r.status, r.preset or "—", _when(r.started_ts), fmt_duration(r.duration_s),
+             (r.error or "")[:60]] for r in runs]
+    typer.echo(_table(["run", "status", "preset", "started", "took", "error"], rows, indent=""))
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+class _Reporter:
+    """What a terminal sees of a run: log lines, tables, and a progress bar (a rich one on a TTY,
+    a line every 10 % otherwise)."""
+
+    def __init__(self, handle: labruns.RunHandle) -> None:
+        self.handle = handle
+        self.early_stderr: list[str] | None = []  # held until the start event: a rejected run says it once
+        self.last: dict[str, list[tuple[int, float | None]]] = {}
+        self.shown_decile = -1
+        self.progress = None
+        self.task = None
+        if sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"))
+            self.progress.start()
+            self.task = self.progress.add_task(handle.lab, total=None, metrics="")
+
+    def say(self, text: str, err: bool = False) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False, style="red" if err else None)
+        else:
+            typer.echo(text, err=err)
+
+    def metrics_line(self) -> str:
+        keys = labruns.informative_keys(self.last, 3)
+        return "  ".join(f"{k}={fmt_value(self.last[k][-1][1])}" for k in keys)
+
+    def event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            handle = self.handle
+            self.say(f"lab {handle.lab} (day {handle.info.day}, {handle.preset}) · run {handle.run_id}")
+            for line in self.early_stderr or []:
+                self.say(line, err=True)
+            self.early_stderr = None
+            if self.progress is not None:
+                self.progress.update(self.task, total=event.get("total_steps"))
+        elif kind == "metric":
+            for key, value in (event.get("values") or {}).items():
+                if isinstance(value, (int, float)) or value is None:
+                    history = self.last.setdefault(key, [])
+                    history.append((event.get("step", 0), value))
+                    del history[:-20]  # enough to tell a moving metric from a flat one
+        elif kind == "progress":
+            done, total = event.get("done", 0), event.get("total")
+            if self.progress is not None:
+                self.progress.update(self.task, completed=done, total=total, metrics=self.metrics_line())
+            elif total:
+                decile = int(10 * done / total)
+                if decile > self.shown_decile:
+                    self.shown_decile = decile
+                    typer.echo(f"  [{100 * done // total:3d}%] {done}/{total}  {self.metrics_line()}".rstrip())
+        elif kind == "log":
+            self.say(str(event.get("text", "")))
+        elif kind == "table":
+            self.say(f"{event.get('name')}:\n" + _table([str(c) for c in event.get("columns") or []],
+                                                        event.get("rows") or []))
+        elif kind == "stderr":
+            if self.early_stderr is not None:
+                self.early_stderr.append(str(event.get("text", "")))
+            else:
+                self.say(str(event.get("text", "")), err=True)
+        elif kind == "malformed":
+            self.say(f"not an event: {event.get('text', '')}", err=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if self.early_stderr and self.handle.status != "rejected":  # it died before starting: show why
+            for line in self.early_stderr:
+                typer.echo(line, err=True)
+
+
+@app.command("run")
+def run_lab(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="the lab, e.g. mdp (see `lab list`)"),
+    toy: bool = typer.Option(False, "--toy", help="the small preset: seconds on a laptop CPU"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default: the lab's)", show_default=False),
+    assignments: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                                    help="override one config value; repeatable", show_default=False),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cpu)", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="pass the lab's JSON-lines event stream through"),
+) -> None:
+    """Run a lab, show its progress and record the run; exit 1 when it fails."""
+    try:
+        labruns.lab_info(name)
+        sets = labruns.check_assignments(assignments or [])
+    except LabRunError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    store = _store(ctx)
+    try:
+        try:
+            handle = labruns.LabRunner(store).start(name, toy=toy, seed=seed, assignments=sets, device=device)
+        except LabRunError as exc:
+            raise _fail(str(exc), EXIT_FAILED) from None
+        code = _follow(handle, as_json)
+    finally:
+        store.close()
+    raise typer.Exit(code)
+
+
+_PROTOCOL = ("start", "metric", "progress", "log", "table", "summary", "error")
+
+
+def _follow(handle: labruns.RunHandle, as_json: bool) -> int:
+    reporter = None if as_json else _Reporter(handle)
+    while True:
+        try:
+            for event in handle.events():  # a fresh iterator after ctrl+c: the events wait on the handle
+                if as_json:
+                    if event["event"] in _PROTOCOL:
+                        typer.echo(json.dumps(event, ensure_ascii=False))
+                    elif event["event"] in ("stderr", "malformed"):
+                        typer.echo(event["text"], err=True)
+                else:
+                    assert reporter is not None
+                    reporter.event(event)
+            break
+        except KeyboardInterrupt:  # first ctrl+c: SIGTERM to the lab; a second one: SIGKILL at once
+            handle.cancel(0.0 if handle.cancel_requested else None)
+            typer.echo("cancelling the lab ...", err=True)
+    if reporter is not None:
+        reporter.close()
+    return _report_end(handle, as_json)
+
+
+def _report_end(handle: labruns.RunHandle, as_json: bool) -> int:
+    status = handle.status
+    if status == "rejected":
+        typer.echo(f"error: {handle.error}", err=True)
+        return EXIT_USAGE
+    if status == "succeeded":
+        if not as_json:
+            typer.echo("summary:\n" + _table(["metric", "value"], [[k, v] for k, v in (handle.headline or {}).items()]))
+        typer.echo(f"run {handle.run_id}: succeeded", err=as_json)
+        return 0
+    typer.echo(f"run {handle.run_id}: {status}: {handle.error}", err=True)
+    return EXIT_INTERRUPTED if status == "cancelled" else EXIT_FAILED
+
+
+# -- show / compare ---------------------------------------------------------------------------------
+
+def _find(store, ref: str) -> labruns.RunRecord:
+    try:
+        return labruns.find_run(store, ref)
+    except LookupError as exc:
+        store.close()
+        raise _fail(str(exc.args[0]), EXIT_USAGE) from None
+
+
+@app.command("show")
+def show(ctx: typer.Context, run_id: str = typer.Argument(..., help="a run id, or its unambiguous start"),
+         as_json: bool = typer.Option(False, "--json", help="everything recorded, as JSON")) -> None:
+    """One run: config, status, headline, metrics summary, and its log when it did not succeed."""
+    store = _store(ctx)
+    try:
+        run = _find(store, run_id)
+        metrics = labruns.run_metrics(store, run.id)
+        tables = labruns.run_tables(store, run.id)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps({"run": asdict(run), "metrics": {k: [list(p) for p in v] for k, v in metrics.items()},
+                               "tables": [asdict(t) for t in tables]}, ensure_ascii=False, indent=2))
+        return
+    exit_code = "" if run.exit_code is None else f" (exit {run.exit_code})"
+    typer.echo(f"run {run.id}: lab {run.lab}, day {run.day}, {run.preset} preset")
+    typer.echo(f"status: {run.status}{exit_code} · started {_when(run.started_ts)} · took {fmt_duration(run.duration_s)}")
+    if run.error:
+        typer.echo(f"error: {run.error}")
+    typer.echo(f"output: {run.out_dir}")
+    typer.echo("config: " + ", ".join(f"{k}={fmt_value(v)}" for k, v in run.config.items()))
+    if run.headline:
+        typer.echo("headline:\n" + _table(["metric", "value"], [[k, v] for k, v in run.headline.items()]))
+    if metrics:
+        rows = []
+        for key, series in metrics.items():
+            s = labruns.summarize(series)
+            rows.append([key, str(s.points), s.first, s.last, s.low, s.high])
+        typer.echo("metrics:\n" + _table(["key", "points", "first", "last", "min", "max"], rows))
+    for table in tables:
+        typer.echo(f"table {table.name}:\n" + _table([str(c) for c in table.columns], table.rows))
+    if run.status != "succeeded" and run.log_tail:
+        typer.echo("log tail:\n" + "\n".join("  " + line for line in run.log_tail.splitlines()))
+
+
+@app.command("compare")
+def compare(ctx: typer.Context,
+            run_ids: list[str] = typer.Argument(..., help="two or more run ids (or their unambiguous starts)")) -> None:
+    """Headline numbers, settings that differ and final metrics of several runs, side by side."""
+    if len(run_ids) < 2:
+        raise _fail("compare needs at least two runs", EXIT_USAGE)
+    store = _store(ctx)
+    try:
+        ids = [_find(store, ref).id for ref in run_ids]
+        result = labruns.compare(store, ids)
+    finally:
+        store.close()
+    header = ["", *[f"{r.id} ({r.status})" for r in result.runs]]
+    for title, section in (("headline", result.headline), ("settings that differ", result.config),
+                           ("final metrics", result.final)):
+        if section:
+            typer.echo(f"{title}:\n" + _table(header, [[k, *v] for k, v in section.items()]))
