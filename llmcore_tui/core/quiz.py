@@ -427,7 +427,8 @@ def grade(shown: PresentedQuestion, answer: Any) -> Grade:
       Multiple choice scores partial credit, (right picks - wrong picks) / right choices, at
       least 0; it is correct only when the picks are exactly the right set.
     - ``numeric``/``parametric``: text such as ``"2 GiB"``, ``"2048 MiB"``, ``"2.1e9 B"``; a bare
-      number is read in the question's unit; correct within the tolerance (default 1%).
+      number is read in the question's unit (for a percentage, a bare number up to 1 may also
+      be a fraction: ``0.273`` for ``27.3%``); correct within the tolerance (default 1%).
     - ``recall``: the learner's own verdict: True/False, a score in [0, 1], or a word
       (``yes``/``partly``/``no``, ``对``/``部分``/``错``); correct only at score 1.
     """
@@ -466,6 +467,8 @@ def grade(shown: PresentedQuestion, answer: Any) -> Grade:
                             f"请用{_SYSTEM_ZH[q.system]}单位作答（{units}）。")
         assert shown.expected_value is not None
         ok = q.tolerance.accepts(value, shown.expected_value)
+        if not ok and q.system == "percent" and not calc.split_quantity(text)[1] and abs(value) <= 1:
+            ok = q.tolerance.accepts(value * 100, shown.expected_value)  # a fraction: 0.273 for 27.3%
         return _grade(shown, ok, 1.0 if ok else 0.0, text)
     # recall
     score = _self_score(answer)
