@@ -7,7 +7,7 @@ appears in its back (English and Chinese), and recomputes the number:
 - memory and compute numbers with ``llmcore_tui.core.calc`` (KV cache, weights by dtype, ZeRO
   stages, LoRA parameters, activations, FLOPs);
 - ring all-reduce bytes and pipeline bubbles with ``labs.parallel``;
-- GAE over tokens with ``labs.gae.compute_gae``;
+- GAE over tokens with ``labs.gae.compute_gae``; the CQL penalty with ``labs.cql.cql_penalty``;
 - GRPO group advantages with ``labs.grpo`` when that lab exposes a group-advantage function, and
   with the formula written out here in any case (both std conventions);
 - everything else (clipping, KL estimators, Bradley-Terry, CQL, online softmax, LoRA gradients)
@@ -380,18 +380,19 @@ def test_expected_max_of_ten_standard_normals():
 def test_cql_penalty_and_gradient_worked():
     import torch
 
-    q = torch.zeros(4, dtype=torch.float64, requires_grad=True)
-    data_action = 0
-    penalty = torch.logsumexp(q, 0) - q[data_action]
+    from labs.cql import cql_penalty
+
+    q = torch.zeros(1, 4, dtype=torch.float64, requires_grad=True)
+    penalty = cql_penalty(q, torch.tensor([0]))  # the lab's penalty, data action a_1 (index 0)
     penalty.backward()
     assert math.isclose(float(penalty), math.log(4)) and r(math.log(4), 3) == "1.386"
-    assert torch.allclose(q.grad, torch.tensor([-0.75, 0.25, 0.25, 0.25], dtype=torch.float64))
+    assert torch.allclose(q.grad, torch.tensor([[-0.75, 0.25, 0.25, 0.25]], dtype=torch.float64))
     states("offline-rl-cql-gradient-worked", "\\log 4 \\approx 1.386", "0.25", "1 - 0.25 = 0.75")
     # the penalty is never negative: logsumexp >= max >= the data action's Q
     rng = np.random.default_rng(5)
     for _ in range(100):
-        qs = torch.tensor(rng.normal(size=6) * 3)
-        assert float(torch.logsumexp(qs, 0) - qs[rng.integers(6)]) >= 0
+        qs = torch.tensor(rng.normal(size=(1, 6)) * 3)
+        assert float(cql_penalty(qs, torch.tensor([int(rng.integers(6))]))) >= 0
 
 
 def test_iql_expectile_tends_to_the_max_in_support():
