@@ -407,3 +407,16 @@ def test_every_shipped_question_grades_its_own_answer(shipped):
                 answer = s.expected_for("en")
             g = grade(s, answer)
             assert g.correct and g.score == 1.0, (q.location, answer, g)
+
+
+def test_shipped_zh_lines_do_not_break_between_chinese_characters(shipped):
+    # A soft line break renders as a space: between two Chinese characters, or next to
+    # full-width punctuation, that space is a typo.
+    import re
+
+    han, punct = "\u4e00-\u9fff", "\u3000-\u303f\uff00-\uffef"
+    broken = re.compile(rf"[{han}]\n[{han}]|[{punct}]\n|\n[{punct}]")
+    for q in shipped.questions:
+        for text in (q.text["zh"], q.explanation["zh"], q.model_answer.get("zh", ""), *q.choices.get("zh", ())):
+            m = broken.search(text)
+            assert m is None, f"{q.location}: line break in {text[m.start() - 5:m.end() + 5]!r}"
