@@ -133,6 +133,14 @@ def _json(data: Any) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
+def _emit(b: calc.Breakdown, as_json: bool, **inputs: Any) -> None:
+    """One breakdown: as JSON (the inputs, then the breakdown's fields) or as a table."""
+    if as_json:
+        _json({**inputs, **b.to_dict()})
+    else:
+        _show(b)
+
+
 def _wrap(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a calculator function, turning its ValueError into a usage error."""
     try:
@@ -178,11 +186,8 @@ def kv(
     b = calc.kv_cache_breakdown(model, seq_len, batch, dtype)
     if preset is None and heads is None:
         b = dataclasses.replace(b, notes=b.notes[:1])  # without --heads, MHA vs GQA is unknown
-    if as_json:
-        _json({"model": model.name, "layers": model.layers, "kv_heads": model.kv_heads, "head_dim": model.head_dim,
-               "seq_len": seq_len, "batch": batch, "dtype": dtype, **b.to_dict()})
-    else:
-        _show(b)
+    _emit(b, as_json, model=model.name, layers=model.layers, kv_heads=model.kv_heads, head_dim=model.head_dim,
+          seq_len=seq_len, batch=batch, dtype=dtype)
 
 
 @app.command()
@@ -197,10 +202,7 @@ def weights(
     subject: calc.ModelConfig | float = _preset(preset) if preset else n
     if dtype is not None:
         b = calc.weights_breakdown(subject, _dtype(dtype))
-        if as_json:
-            _json({"model": label, "params": n, "dtype": dtype.lower(), **b.to_dict()})
-        else:
-            _show(b)
+        _emit(b, as_json, model=label, params=calc.tidy(n), dtype=dtype.lower())
         return
     sizes = {d: calc.weight_bytes(n, d) for d in calc.DTYPE_BYTES}
     if as_json:
@@ -304,11 +306,8 @@ def activations(
         raise typer.BadParameter(f"expected one of {', '.join(calc.RECOMPUTE_MODES)}", param_hint="--recompute")
     model = _model(preset, ("layers", "hidden", "heads"), layers=layers, hidden=hidden, heads=heads)
     b = _wrap(calc.activation_breakdown, model, seq_len, batch, recompute, tp, sequence_parallel)
-    if as_json:
-        _json({"model": model.name, "seq_len": seq_len, "batch": batch, "recompute": recompute, "tp": tp,
-               "sequence_parallel": sequence_parallel, **b.to_dict()})
-    else:
-        _show(b)
+    _emit(b, as_json, model=model.name, seq_len=seq_len, batch=batch, recompute=recompute, tp=tp,
+          sequence_parallel=sequence_parallel)
 
 
 @app.command()
