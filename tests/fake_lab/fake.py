@@ -9,6 +9,9 @@ Settings (``--set``):
     grandchild=1       spawn a sleeping grandchild first and log its pid ("grandchild PID")
     ignore_term=1      ignore SIGTERM (the grandchild inherits it): only SIGKILL ends the run
 
+Settings may also come from the environment, ``FAKE_LAB_SET="mode=hang,delay=0.05"`` (before the
+``--set`` ones): how the TUI tests choose a mode, since the Labs screen passes no ``--set``.
+
 The lab logs its own pid ("pid PID") and, in hang mode, keeps emitting metrics until killed.
 A bad value (``--set steps=abc``) is a usage error: exit 2 before the start event, like labs.
 """
@@ -45,7 +48,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     args = parser.parse_args(argv)
     cfg = {"mode": "succeed", "steps": 10 if args.toy else 20, "delay": 0.0, "grandchild": 0, "ignore_term": 0,
            "seed": args.seed}
-    for assignment in args.assignments:
+    from_env = [a for a in os.environ.get("FAKE_LAB_SET", "").split(",") if a.strip()]
+    for assignment in from_env + args.assignments:
         key, _, raw = assignment.partition("=")
         if key not in cfg:
             raise ValueError(f"--set {key}: no such setting; settings are: {', '.join(cfg)}")
