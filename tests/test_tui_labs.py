@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import os
 import time
 from pathlib import Path
 
@@ -48,6 +48,16 @@ def log_pid(screen: LabsScreen, label: str) -> int | None:
         if isinstance(line, str) and line.startswith(label + " "):
             return int(line.split()[1])
     return None
+
+
+async def start_hanging_lab(app: LlmcoreApp, pilot) -> tuple[LabsScreen, labruns.RunHandle, int]:
+    """Open Labs, press t on a lab that spawns a grandchild and runs until killed."""
+    screen = await open_labs(app, pilot)
+    await pilot.press("t")
+    await wait_for(pilot, lambda: screen.active is not None and log_pid(screen, "grandchild") is not None)
+    grandchild = log_pid(screen, "grandchild")
+    assert alive(screen.active.pid) and alive(grandchild)
+    return screen, screen.active, grandchild
 
 
 async def test_the_days_lab_comes_first_and_enter_runs_its_toy_preset(app, course, monkeypatch):
@@ -110,12 +120,7 @@ async def test_a_crashing_lab_shows_its_error_and_the_app_keeps_running(app, cou
 async def test_cancel_kills_the_lab_and_its_children(app, course, monkeypatch):
     monkeypatch.setenv("FAKE_LAB_SET", "mode=hang,delay=0.05,grandchild=1,ignore_term=1")
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_labs(app, pilot)
-        await pilot.press("t")
-        await wait_for(pilot, lambda: screen.active is not None and log_pid(screen, "grandchild") is not None)
-        handle = screen.active
-        grandchild = log_pid(screen, "grandchild")
-        assert alive(handle.pid) and alive(grandchild)
+        screen, handle, grandchild = await start_hanging_lab(app, pilot)
         await wait_for(pilot, lambda: len(screen.series.get("losses/loss", [])) >= 3)
         await pilot.press("t")  # one run at a time
         assert screen.last_handle is handle
@@ -123,8 +128,6 @@ async def test_cancel_kills_the_lab_and_its_children(app, course, monkeypatch):
         await wait_for(pilot, lambda: screen.active is None)
         assert handle.status == "cancelled"
         with pytest.raises(ProcessLookupError):
-            import os
-
             os.kill(handle.pid, 0)
         assert wait_gone(grandchild)
         assert labruns.get_run(course.store, handle.run_id).status == "cancelled"
@@ -152,11 +155,7 @@ async def test_review_keeps_working_while_a_lab_runs(app, course, monkeypatch):
 async def test_quitting_the_app_cancels_a_running_lab(app, course, monkeypatch):
     monkeypatch.setenv("FAKE_LAB_SET", "mode=hang,delay=0.05,grandchild=1")
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_labs(app, pilot)
-        await pilot.press("t")
-        await wait_for(pilot, lambda: screen.active is not None and log_pid(screen, "grandchild") is not None)
-        handle = screen.active
-        grandchild = log_pid(screen, "grandchild")
+        _, handle, grandchild = await start_hanging_lab(app, pilot)
     assert handle.wait(5)
     assert not alive(handle.pid) and wait_gone(grandchild)
     assert handle.status == "cancelled"

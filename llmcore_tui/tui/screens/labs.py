@@ -146,6 +146,7 @@ class LabsScreen(Screen):
         self.query_one("#labs-table", DataTable).add_columns("Day", "Lab", "Last run")
         self.query_one("#labs-runs", DataTable).add_columns("Started", "Status", "Preset", "Took")
         self.query_one("#labs-panel", Static).display = False
+        self.query_one("#labs-progress", ProgressBar).display = False  # shown for a live run only
         self.refresh_labs()
         self.set_interval(0.25, self._drain)
         self.query_one("#labs-table", DataTable).focus()
@@ -294,12 +295,15 @@ class LabsScreen(Screen):
         self.refresh_bindings()
         self.refresh_labs()
         shown = self.showing_live
-        if shown:
+        live = self.live
+        if live is not None and live.total is None:
+            live.total = 1  # it never said how long it would be: stop the indeterminate bar
+        if shown and live is not None:
             self.shown_run = handle.run_id
             self._set_title(handle.lab, handle.preset, handle.run_id, handle.status, handle.error)
-            bar = self.query_one("#labs-progress", ProgressBar)
-            if handle.status == "succeeded" and bar.total is not None:
-                bar.update(progress=bar.total)
+            if handle.status == "succeeded":
+                live.done = live.total or 0
+            self.query_one("#labs-progress", ProgressBar).update(total=live.total, progress=live.done)
         if handle.status == "succeeded":
             self.notify(f"{handle.lab} succeeded.", timeout=4)
             if shown:
@@ -384,7 +388,9 @@ class LabsScreen(Screen):
         log = self.query_one("#labs-log", RichLog)
         for renderable in live.log:
             log.write(renderable)
-        self.query_one("#labs-progress", ProgressBar).update(total=live.total, progress=live.done)
+        bar = self.query_one("#labs-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=live.total, progress=live.done)
         if live.headline is not None:
             self._show_headline(live.headline)
         self.draw_charts()
@@ -496,8 +502,7 @@ class LabsScreen(Screen):
         self.shown_run = run.id
         self._set_title(run.lab, run.preset, run.id, run.status, run.error)
         self.series = labruns.run_metrics(self.course.store, run.id)
-        bar = self.query_one("#labs-progress", ProgressBar)
-        bar.update(total=100, progress=100 if run.status == "succeeded" else 0)
+        self.query_one("#labs-progress", ProgressBar).display = False
         log = self.query_one("#labs-log", RichLog)
         info = ", ".join(f"{k}={fmt_value(v)}" for k, v in run.config.items())
         log.write(Text(f"started {_when(run.started_ts)}, took {fmt_duration(run.duration_s)}; {info}", style="dim"))
