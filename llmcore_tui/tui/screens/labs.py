@@ -156,6 +156,7 @@ class LabsScreen(Screen):
 
     def on_unmount(self) -> None:
         """The app is closing (or the screen goes): no lab may outlive it."""
+        self.workers.cancel_group(self, "labs")  # a run still starting is cancelled by its worker
         handle = self.active
         if handle is not None and not handle.done:
             handle.cancel(1.0)
