@@ -128,7 +128,7 @@ class Config:
             raise ValueError("eval_episodes must be >= 0")
 
 
-TOY = {"chain_episodes": 10_000, "eval_episodes": 5}
+TOY = {"chain_episodes": 10_000, "ppo_lambdas": (0.8,), "eval_episodes": 5}  # one PPO run: seconds, not a minute
 
 
 # -- part 1: GAE bias and variance on a chain with known values -------------------------------
