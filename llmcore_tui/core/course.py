@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llmcore_tui.core import roadmap
 from llmcore_tui.core.clock import Clock, day_bounds, local_zone, study_date
-from llmcore_tui.core.content import Deck, load_deck
+from llmcore_tui.core.content import Deck, DeckSummary, load_deck, load_summary
 from llmcore_tui.core.roadmap import Criterion, DayStatus
 from llmcore_tui.core.settings import Settings
 from llmcore_tui.core.srs import NewItem, ReviewQueue, Srs, count_due, introduced_ids, introduced_since
@@ -33,10 +33,15 @@ class Today:
 
 
 class Course:
-    def __init__(self, store: Store, deck: Deck, content_root: Path, clock: Clock | None = None,
-                 fuzz: bool = True):
+    """``deck`` may be given, or loaded on first use: start-up needs only the deck's summary."""
+
+    def __init__(self, store: Store, deck: Deck | None, content_root: Path, clock: Clock | None = None,
+                 fuzz: bool = True, cache_dir: Path | None = None, summary: DeckSummary | None = None):
         self.store = store
-        self.deck = deck
+        self._deck = deck
+        self.cache_dir = cache_dir
+        self.summary = summary or (DeckSummary.of(deck) if deck is not None else
+                                   load_summary(content_root / "cards", roadmap.MODULE_DAYS, cache_dir))
         self.content_root = content_root
         self.clock = clock or Clock()
         self.settings = Settings(store)
@@ -48,8 +53,13 @@ class Course:
     def open(cls, db_path: Path, content_root: Path, clock: Clock | None = None, cache_dir: Path | None = None,
              fuzz: bool = True) -> "Course":
         store = Store(db_path)
-        deck = load_deck(content_root / "cards", roadmap.MODULE_DAYS, cache_dir)
-        return cls(store, deck, content_root, clock, fuzz)
+        return cls(store, None, content_root, clock, fuzz, cache_dir)
+
+    @property
+    def deck(self) -> Deck:
+        if self._deck is None:
+            self._deck = load_deck(self.content_root / "cards", roadmap.MODULE_DAYS, self.cache_dir)
+        return self._deck
 
     # -- time -----------------------------------------------------------------------------
     @property
@@ -118,14 +128,12 @@ class Course:
         """Modules that have a quiz; filled in by the quiz bank when quizzes are loaded."""
         return getattr(self, "_quiz_modules", set())
 
-    def day_statuses(self) -> list[DayStatus]:
+    def day_statuses(self, counts: dict[str, tuple[int, int]] | None = None) -> list[DayStatus]:
         from labs.registry import labs_for_day
 
         now = self.now()
-        counts = self._module_counts(now)
-        totals: dict[str, int] = {}
-        for card in self.deck.cards:
-            totals[card.module] = totals.get(card.module, 0) + 1
+        counts = self._module_counts(now) if counts is None else counts
+        totals = self.summary.totals
         labs_passed = self._labs_passed()
         quizzes_passed = self._quizzes_passed()
         quiz_modules = self.quiz_modules()
@@ -154,7 +162,8 @@ class Course:
 
     def today(self) -> Today:
         now = self.now()
-        statuses = self.day_statuses()
+        counts = self._module_counts(now)
+        statuses = self.day_statuses(counts)
         unlocked = {s.day.number for s in statuses if s.unlocked}
         current = max(unlocked)
         status = statuses[current - 1]
@@ -162,7 +171,9 @@ class Course:
         start, _ = self.today_bounds()
         new_today = introduced_since(self.store, start)
         new_left = max(0, self.settings.get("new_per_day") - new_today)
-        new_available = min(new_left, len(self.new_items(unlocked)))
+        unseen = sum(max(0, self.summary.totals.get(d.module, 0) - counts.get(d.module, (0, 0))[0])
+                     for d in roadmap.DAYS if d.number in unlocked)
+        new_available = min(new_left, unseen)
         day = status.day
         if due:
             action = f"Review {due} due card{'s' if due != 1 else ''}"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from llmcore_tui.core import calc
-from llmcore_tui.core.content import CARD_ID, LANGS, Problem, parse_front_matter
+from llmcore_tui.core.content import CARD_ID, LANGS, Problem, parse_front_matter, scan_headings
 
 KINDS = ("single", "multiple", "numeric", "parametric", "recall")
 CHOICE_KINDS = ("single", "multiple")
@@ -552,25 +552,6 @@ def parse_quiz_file(path: Path, root: Path | None = None, modules: dict[str, int
 
 _BULLET = re.compile(r"[-*]\s+")
 _META_KEY = re.compile(r"[a-z_]+(\.[A-Za-z_][A-Za-z0-9_]*)?")
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-
-
-def _headings(lines: list[str]) -> Iterable[tuple[int, str, int]]:
-    """(level, text, zero-based line) of each ATX heading (``## id``) outside fenced code.
-
-    A line scan rather than a full Markdown parse: loading every quiz stays in milliseconds.
-    """
-    fence = ""
-    for index, line in enumerate(lines):
-        m = _FENCE.match(line)
-        if m and (not fence or (m[1][0] == fence[0] and len(m[1]) >= len(fence) and not line.strip(m[1][0] + " \t"))):
-            fence = "" if fence else m[1]
-            continue
-        if not fence and (h := _ATX.match(line)):
-            yield len(h[1]), (h[2] or "").strip(), index
-
-
 def parse_quiz(text: str, path: str, modules: dict[str, int]) -> QuizBank:
     """Parse quiz text; ``path`` is only used in problems."""
     bank = QuizBank()
@@ -614,7 +595,7 @@ def parse_quiz(text: str, path: str, modules: dict[str, int]) -> QuizBank:
     bank.quizzes.append(QuizInfo(module, day, titles, threshold, path))
 
     body = lines[body_start:]
-    headings = list(_headings(body))
+    headings = list(scan_headings(body))
     first = next((h[2] for h in headings if h[0] == 2), len(body))
     for level, title, line0 in headings:
         if line0 < first or level not in (2, 3):

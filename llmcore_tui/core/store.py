@@ -43,7 +43,7 @@ def _migration_1(db: Any) -> None:
     )
     db["srs_items"].create_index(["due_ts"])
     db["srs_items"].create_index(["introduced_ts"])
-    db["srs_items"].create_index(["module"])
+    db["srs_items"].create_index(["kind", "module", "due_ts"])  # covers the roadmap's per-module counts
     # Append-only: an undo is a new row pointing at the review it takes back.
     db["reviews"].create(
         {

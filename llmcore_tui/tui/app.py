@@ -17,7 +17,6 @@ from textual.screen import Screen
 
 from llmcore_tui.core.course import Course
 from llmcore_tui.tui.screens.help import HelpScreen
-from llmcore_tui.tui.screens.roadmap import RoadmapScreen
 from llmcore_tui.tui.screens.today import TodayScreen
 
 _T0 = float(os.environ.get("LLMCORE_BENCH_T0", "0") or 0)
@@ -27,13 +26,13 @@ class LlmcoreApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "llmcore-tui"
     SUB_TITLE = "14 days to LLM post-training"
-    MODES = {"today": TodayScreen, "roadmap": RoadmapScreen}
+    MODES = {"today": TodayScreen}
     DEFAULT_MODE = "today"
 
     BINDINGS = [
         Binding("t", "switch_mode('today')", "Today", id="go.today", tooltip="Today's plan"),
         Binding("r", "review", "Review", id="go.review", tooltip="Review due and new cards"),
-        Binding("m", "switch_mode('roadmap')", "Roadmap", id="go.roadmap", tooltip="The 14-day roadmap"),
+        Binding("m", "roadmap", "Roadmap", id="go.roadmap", tooltip="The 14-day roadmap"),
         Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Keys and how the course works"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit (everything is already saved)"),
     ]
@@ -73,6 +72,13 @@ class LlmcoreApp(App[int]):
             self.add_mode("review", ReviewScreen)
         self.switch_mode("review")
 
+    def action_roadmap(self) -> None:
+        from llmcore_tui.tui.screens.roadmap import RoadmapScreen
+
+        if "roadmap" not in self._modes:
+            self.add_mode("roadmap", RoadmapScreen)
+        self.switch_mode("roadmap")
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -84,7 +90,7 @@ class LlmcoreApp(App[int]):
         yield SystemCommand("Review", "Review due and new cards (space reveals, 1-4 rate, u undoes)",
                             self.action_review)
         yield SystemCommand("Roadmap", "The 14-day plan and the status of each day",
-                            lambda: self.switch_mode("roadmap"))
+                            self.action_roadmap)
         yield SystemCommand("Help", "Keys and how the course works", self.action_help)
 
     def on_unmount(self) -> None:

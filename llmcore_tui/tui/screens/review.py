@@ -36,6 +36,7 @@ class ReviewScreen(Screen):
         self.shown_at = 0.0
         self.reviewed = 0
         self._by_id: dict[str, Any] = {}
+        self.latencies_ms: list[float] = []  # rating key -> next card painted (benchmarks read it)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -125,6 +126,7 @@ class ReviewScreen(Screen):
         if not self.revealed:
             self.notify("Reveal the answer first (space).", severity="warning", timeout=2)
             return
+        started = time.perf_counter()
         duration_ms = int((time.monotonic() - self.shown_at) * 1000)
         try:
             self.queue.rate(self.current, rating, self.course.now(), duration_ms)
@@ -133,6 +135,7 @@ class ReviewScreen(Screen):
             return
         self.reviewed += 1
         self.show_next()
+        self.call_after_refresh(lambda: self.latencies_ms.append((time.perf_counter() - started) * 1000))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id and event.button.id.startswith("rate-"):
