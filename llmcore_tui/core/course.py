@@ -125,8 +125,14 @@ class Course:
         return {r[0] for r in self.store.conn.execute("SELECT DISTINCT module FROM quiz_sittings WHERE passed = 1")}
 
     def quiz_modules(self) -> set[str]:
-        """Modules that have a quiz; filled in by the quiz bank when quizzes are loaded."""
-        return getattr(self, "_quiz_modules", set())
+        """Modules that have quiz questions. The quiz bank is loaded on the first call and
+        cached as ``self.quiz_bank``."""
+        bank = getattr(self, "quiz_bank", None)
+        if bank is None:
+            from llmcore_tui.core.quiz import load_bank
+
+            bank = self.quiz_bank = load_bank(self.content_root / "quizzes")
+        return set(bank.modules)
 
     def day_statuses(self, counts: dict[str, tuple[int, int]] | None = None) -> list[DayStatus]:
         from labs.registry import labs_for_day
