@@ -82,10 +82,32 @@ class ReviewScreen(Screen):
     def _card_text(self, side: str) -> str:
         item_id = self.current_id or ""
         lang = self.app.lang  # type: ignore[attr-defined]
+        if item_id.startswith("quiz:"):
+            return self._quiz_text(item_id[len("quiz:"):], side, lang)
         card = self._by_id.get(item_id)
         if card is None:
             return f"*{item_id} is no longer in the course files; rate it to let it go, or undo.*"
         return render_math(card.text(side, lang))
+
+    def _quiz_text(self, question_id: str, side: str, lang: str) -> str:
+        """A quiz question missed in a sitting: front = question (and choices), back = answer."""
+        import random
+
+        from llmcore_tui.core.quiz import draw
+
+        self.course.quiz_modules()  # loads the quiz bank on first use
+        question = self.course.quiz_bank.by_id.get(question_id)
+        if question is None:
+            return f"*quiz question {question_id} is no longer in the course files; rate it to let it go, or undo.*"
+        shown = draw(question, random.Random(question_id))  # same numbers on front and back
+        if side == "front":
+            text = shown.text_for(lang)
+            choices = shown.choices_for(lang)
+            if choices:
+                text += "\n\n" + "\n".join(f"- **{'ABCDEFGH'[i]}** {c}" for i, c in enumerate(choices))
+            return render_math(text)
+        answer = "答案" if lang == "zh" else "Answer"
+        return render_math(f"**{answer}:** {shown.expected_for(lang)}\n\n{shown.explanation_for(lang)}")
 
     def render_card(self) -> None:
         front = self.query_one("#card-front", Static)
