@@ -1,0 +1,184 @@
+"""Calculator: pick a model and a setting, see where the memory goes, item by item.
+
+All numbers come from ``llmcore_tui.core.calc``; this screen only reads inputs and shows
+breakdowns (KV cache, weights, training memory per GPU under ZeRO, LoRA). It recomputes on
+every change; input it cannot read is reported inline and the last good result stays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, Select, Static
+
+from llmcore_tui.core import calc
+
+DTYPES = tuple(calc.DTYPE_BYTES)
+STAGES = (0, 1, 2, 3)
+
+
+@dataclass(frozen=True)
+class CalcInputs:
+    preset: str
+    seq_len: int
+    batch: int
+    dtype: str
+    gpus: int
+    stage: int
+    lora_rank: int
+
+
+@dataclass(frozen=True)
+class CalcResult:
+    model: calc.ModelConfig
+    kv: calc.Breakdown
+    weights: calc.Breakdown
+    training: calc.Breakdown
+    lora: calc.LoraEstimate
+
+
+def compute(inputs: CalcInputs) -> CalcResult:
+    """Every breakdown the screen shows (ValueError/KeyError on bad inputs)."""
+    model = calc.get_preset(inputs.preset)
+    act = calc.activation_bytes(inputs.seq_len, inputs.batch, model.hidden, model.heads, model.layers)
+    return CalcResult(
+        model,
+        calc.kv_cache_breakdown(model, inputs.seq_len, inputs.batch, inputs.dtype),
+        calc.weights_breakdown(model, inputs.dtype),
+        calc.zero_memory_breakdown(model, inputs.gpus, inputs.stage, activation_bytes=act),
+        calc.lora_estimate(model, inputs.lora_rank, base_dtype=inputs.dtype),
+    )
+
+
+def breakdown_table(b: calc.Breakdown) -> Table:
+    table = Table(title=b.title, title_justify="left", expand=True, show_edge=False)
+    table.add_column("item")
+    table.add_column(b.unit, justify="right")
+    table.add_column("formula", style="dim")
+    for item in b.items:
+        table.add_row(item.label, b.format(item.value), item.formula)
+    table.add_row("[b]total[/b]", f"[b]{b.format(b.total)}[/b]", "")
+    for note in b.notes:
+        table.add_row(f"[dim]{note}[/dim]", "", "")
+    return table
+
+
+class CalcScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="calc.back", tooltip="Leave the calculator"),
+    ]
+    DEFAULT_CSS = """
+    CalcScreen #calc-form { width: 34; padding: 0 1; }
+    CalcScreen #calc-form Label { margin-top: 1; }
+    CalcScreen #calc-error { color: $error; margin-top: 1; }
+    CalcScreen #calc-out { width: 1fr; padding: 0 1; }
+    CalcScreen #calc-summary { text-style: bold; margin-bottom: 1; }
+    CalcScreen .calc-section { margin-bottom: 1; }
+    """
+
+    def __init__(self, preset: str = "llama-3-8b") -> None:
+        super().__init__()
+        self.initial_preset = preset if preset in calc.PRESETS else next(iter(calc.PRESETS))
+        self.result: CalcResult | None = None
+        self.error = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with VerticalScroll(id="calc-form"):
+                yield Label("Model preset")
+                yield Select([(name, name) for name in calc.PRESETS], value=self.initial_preset,
+                             allow_blank=False, id="calc-preset")
+                yield Label("Sequence length (tokens)")
+                yield Input("2048", id="calc-seq")
+                yield Label("Batch (sequences)")
+                yield Input("1", id="calc-batch")
+                yield Label("Dtype (weights, KV cache)")
+                yield Select([(d, d) for d in DTYPES], value="bf16", allow_blank=False, id="calc-dtype")
+                yield Label("GPUs (data parallel)")
+                yield Input("8", id="calc-gpus")
+                yield Label("ZeRO stage")
+                yield Select([(f"{s}" + (" (plain DP)" if s == 0 else ""), s) for s in STAGES], value=0,
+                             allow_blank=False, id="calc-stage")
+                yield Label("LoRA rank")
+                yield Input("16", id="calc-rank")
+                yield Static(id="calc-error")
+            with VerticalScroll(id="calc-out"):
+                yield Static(id="calc-summary")
+                for section in ("kv", "weights", "training", "lora"):
+                    yield Static(id=f"calc-{section}", classes="calc-section")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.recompute()
+
+    # -- reading inputs -------------------------------------------------------------------
+    def _int(self, widget_id: str, name: str, low: int = 1) -> int:
+        text = self.query_one(f"#{widget_id}", Input).value.strip().replace(",", "").replace("_", "")
+        try:
+            value = int(float(text)) if text and float(text).is_integer() else int(text)
+        except ValueError:
+            raise ValueError(f"{name}: {text!r} is not a whole number") from None
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}, got {value}")
+        return value
+
+    def read_inputs(self) -> CalcInputs:
+        return CalcInputs(
+            preset=str(self.query_one("#calc-preset", Select).value),
+            seq_len=self._int("calc-seq", "sequence length"),
+            batch=self._int("calc-batch", "batch"),
+            dtype=str(self.query_one("#calc-dtype", Select).value),
+            gpus=self._int("calc-gpus", "GPUs"),
+            stage=int(self.query_one("#calc-stage", Select).value),  # type: ignore[arg-type]
+            lora_rank=self._int("calc-rank", "LoRA rank"),
+        )
+
+    # -- showing --------------------------------------------------------------------------
+    def recompute(self) -> None:
+        error = self.query_one("#calc-error", Static)
+        try:
+            result = compute(self.read_inputs())
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            self.error = str(exc).strip("'\"")
+            error.update(f"⚠ {self.error}")
+            return
+        self.error = ""
+        error.update("")
+        self.result = result
+        kv, weights, training, lora = result.kv, result.weights, result.training, result.lora
+        self.query_one("#calc-summary", Static).update(self.summary_text())
+        self.query_one("#calc-kv", Static).update(breakdown_table(kv))
+        self.query_one("#calc-weights", Static).update(breakdown_table(weights))
+        self.query_one("#calc-training", Static).update(breakdown_table(training))
+        lora_table = breakdown_table(lora.lora)
+        lora_table.add_row(f"[dim]trainable {calc.format_count(lora.trainable)} of {calc.format_count(lora.total)} "
+                           f"({lora.fraction:.3%}); saves {calc.format_bytes(lora.saving_bytes)} against full "
+                           f"fine-tuning ({calc.format_bytes(lora.full.total)})[/dim]", "", "")
+        self.query_one("#calc-lora", Static).update(lora_table)
+
+    def summary_text(self) -> str:
+        r = self.result
+        if r is None:
+            return ""
+        return (f"{r.model.name} ({r.model.attention}, {calc.format_count(r.model.params)} params) · "
+                f"KV cache: {r.kv.format(r.kv.total)} · weights: {r.weights.format(r.weights.total)} · "
+                f"training per GPU: {r.training.format(r.training.total)} · "
+                f"LoRA: {r.lora.lora.format(r.lora.lora.total)}")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.recompute()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        self.recompute()
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+        else:
+            self.app.switch_mode("today")
