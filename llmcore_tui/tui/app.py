@@ -33,6 +33,8 @@ class LlmcoreApp(App[int]):
         Binding("t", "switch_mode('today')", "Today", id="go.today", tooltip="Today's plan"),
         Binding("r", "review", "Review", id="go.review", tooltip="Review due and new cards"),
         Binding("m", "roadmap", "Roadmap", id="go.roadmap", tooltip="The 14-day roadmap"),
+        Binding("k", "quiz", "Quiz", id="go.quiz", tooltip="Quiz on today's module (ctrl+o picks another)"),
+        Binding("c", "calc", "Calculator", id="go.calc", tooltip="Memory calculator: KV cache, weights, ZeRO, LoRA"),
         Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Keys and how the course works"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit (everything is already saved)"),
     ]
@@ -66,18 +68,24 @@ class LlmcoreApp(App[int]):
 
     # -- navigation -----------------------------------------------------------------------
     def action_review(self) -> None:
-        from llmcore_tui.tui.screens.review import ReviewScreen  # markdown & FSRS load on first use
+        self._open("review", "review", "ReviewScreen")  # markdown & FSRS load on first use
 
-        if "review" not in self._modes:
-            self.add_mode("review", ReviewScreen)
-        self.switch_mode("review")
+    def _open(self, mode: str, module: str, screen: str) -> None:
+        """Switch to a screen's mode, importing the screen on first use (keeps start-up light)."""
+        if mode not in self._modes:
+            import importlib
+
+            self.add_mode(mode, getattr(importlib.import_module(f"llmcore_tui.tui.screens.{module}"), screen))
+        self.switch_mode(mode)
 
     def action_roadmap(self) -> None:
-        from llmcore_tui.tui.screens.roadmap import RoadmapScreen
+        self._open("roadmap", "roadmap", "RoadmapScreen")
 
-        if "roadmap" not in self._modes:
-            self.add_mode("roadmap", RoadmapScreen)
-        self.switch_mode("roadmap")
+    def action_quiz(self) -> None:
+        self._open("quiz", "quiz", "QuizScreen")
+
+    def action_calc(self) -> None:
+        self._open("calc", "calc", "CalcScreen")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -91,6 +99,8 @@ class LlmcoreApp(App[int]):
                             self.action_review)
         yield SystemCommand("Roadmap", "The 14-day plan and the status of each day",
                             self.action_roadmap)
+        yield SystemCommand("Quiz", "Quiz on today's module; misses come back in Review", self.action_quiz)
+        yield SystemCommand("Calculator", "KV cache, weights, ZeRO training memory and LoRA by preset", self.action_calc)
         yield SystemCommand("Help", "Keys and how the course works", self.action_help)
 
     def on_unmount(self) -> None:

@@ -13,6 +13,7 @@ HELP_TEXT = """\
 
 [b]Everywhere[/b]
   t  Today          r  Review          m  Roadmap
+  k  Quiz           c  Calculator
   ctrl+p  command palette (every screen, theme, keys)
   ?  this help      q  quit — every rating is saved the moment you make it
 
