@@ -144,6 +144,7 @@ def test_a_usage_error_is_rejected_and_not_recorded(runner, store):
     assert handle.status == "rejected" and handle.exit_code == 2
     assert handle.error == "--set steps=abc: expected a int"
     assert store.scalar("SELECT count(*) FROM lab_runs") == 0
+    assert not handle.out_dir.exists()
 
 
 def test_unknown_labs_and_malformed_assignments_are_refused_before_starting(runner, store):
@@ -178,7 +179,7 @@ def test_cancel_kills_the_whole_process_group(runner, store, ignore_term):
     for event in handle.events():
         if event["event"] == "log":
             lines.append(event["text"])
-        if any(line.startswith("grandchild") for line in lines):
+        if event["event"] == "metric":  # the grandchild is logged before the first metric
             break
     grandchild = logged_pid("\n".join(lines), "grandchild")
     assert logged_pid("\n".join(lines), "pid") == handle.pid

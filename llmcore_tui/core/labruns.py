@@ -32,6 +32,7 @@ import os
 import secrets
 import select
 import shlex
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -491,6 +492,7 @@ class RunHandle:
                     for table in ("lab_metrics", "lab_tables"):
                         conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (self.run_id,))
                     conn.execute("DELETE FROM lab_runs WHERE id = ?", (self.run_id,))
+                shutil.rmtree(self.out_dir, ignore_errors=True)  # nothing ran: no folder to keep
             else:
                 self._row_dirty = False
                 self._flush(final=True)
