@@ -222,7 +222,7 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed)
     except ImportError:  # pragma: no cover - numpy is a dependency
         pass
-    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+    if "torch" in sys.modules:  # only labs that use torch pay for importing it
         import torch
 
         torch.manual_seed(seed)
@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> in
         cfg = make_config(module, args.toy, args.seed, args.device, args.assignments)
         check_device(cfg.device)
     except (_ArgumentError, LabUsageError) as exc:
-        if argv is not None and "--json" in argv:
+        if "--json" in (argv if argv is not None else sys.argv[1:]):
             stream.write(json.dumps({"event": "error", "message": str(exc), "detail": "usage"}) + "\n")
         sys.stderr.write(f"python -m labs: error: {exc}\n")
         return EXIT_USAGE

@@ -179,6 +179,7 @@ def _mount_optional(module: str, name: str, help_text: str) -> None:
     app.add_typer(sub.app, name=name, help=help_text)
 
 
+_mount_optional("llmcore_tui.cli.lab", "lab", "Run the labs and inspect or compare their recorded runs.")
 _mount_optional("llmcore_tui.cli.calc", "calc", "Memory and compute calculator (KV cache, ZeRO, LoRA, FLOPs).")
 
 

@@ -33,6 +33,7 @@ class LlmcoreApp(App[int]):
         Binding("t", "switch_mode('today')", "Today", id="go.today", tooltip="Today's plan"),
         Binding("r", "review", "Review", id="go.review", tooltip="Review due and new cards"),
         Binding("m", "roadmap", "Roadmap", id="go.roadmap", tooltip="The 14-day roadmap"),
+        Binding("l", "labs", "Labs", id="go.labs", tooltip="Run the labs and watch their metrics live"),
         Binding("k", "quiz", "Quiz", id="go.quiz", tooltip="Quiz on today's module (ctrl+o picks another)"),
         Binding("c", "calc", "Calculator", id="go.calc", tooltip="Memory calculator: KV cache, weights, ZeRO, LoRA"),
         Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Keys and how the course works"),
@@ -81,6 +82,9 @@ class LlmcoreApp(App[int]):
     def action_roadmap(self) -> None:
         self._open("roadmap", "roadmap", "RoadmapScreen")
 
+    def action_labs(self) -> None:
+        self._open("labs", "labs", "LabsScreen")
+
     def action_quiz(self) -> None:
         self._open("quiz", "quiz", "QuizScreen")
 
@@ -99,6 +103,7 @@ class LlmcoreApp(App[int]):
                             self.action_review)
         yield SystemCommand("Roadmap", "The 14-day plan and the status of each day",
                             self.action_roadmap)
+        yield SystemCommand("Labs", "Run a lab (toy or full preset), watch its metrics, compare runs", self.action_labs)
         yield SystemCommand("Quiz", "Quiz on today's module; misses come back in Review", self.action_quiz)
         yield SystemCommand("Calculator", "KV cache, weights, ZeRO training memory and LoRA by preset", self.action_calc)
         yield SystemCommand("Help", "Keys and how the course works", self.action_help)

@@ -13,7 +13,7 @@ HELP_TEXT = """\
 
 [b]Everywhere[/b]
   t  Today          r  Review          m  Roadmap
-  k  Quiz           c  Calculator
+  l  Labs           k  Quiz            c  Calculator
   ctrl+p  command palette (every screen, theme, keys)
   ?  this help      q  quit — every rating is saved the moment you make it
 
@@ -21,6 +21,11 @@ HELP_TEXT = """\
   space  reveal the answer
   1 Again · 2 Hard · 3 Good · 4 Easy — the button shows when you will see the card next
   u  undo the last rating        z  switch English / 中文
+  escape  back to Today
+
+[b]Labs[/b]
+  t or enter  run the toy preset    f  full preset    c  cancel the run
+  h  headline of a finished run     x  compare runs   n  next chart
   escape  back to Today
 
 [b]Roadmap[/b]
