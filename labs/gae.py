@@ -330,8 +330,9 @@ def make_agent(obs_dim: int, n_actions: int, hidden: int):
         def value(self, x: torch.Tensor) -> torch.Tensor:
             return self.critic(x).squeeze(-1)
 
-        def dist(self, x: torch.Tensor) -> torch.distributions.Categorical:
-            return torch.distributions.Categorical(logits=self.actor(x))
+        def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+            """log pi(. | s) for every action, shape (batch, n_actions)."""
+            return torch.log_softmax(self.actor(x), dim=-1)
 
     return Agent()
 
@@ -346,9 +347,9 @@ def collect_rollout(envs, agent, obs, tracker: EpisodeTracker, num_steps: int, g
     for _ in range(num_steps):
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
         with torch.no_grad():
-            dist = agent.dist(obs_t)
-            action = dist.sample()
-            buf["logprobs"].append(dist.log_prob(action))
+            logp = agent.log_probs(obs_t)
+            action = torch.multinomial(logp.exp(), 1).squeeze(1)
+            buf["logprobs"].append(logp.gather(1, action[:, None]).squeeze(1))
             buf["values"].append(agent.value(obs_t))
         next_obs, reward, terminated, truncated, info = envs.step(action.numpy())
         reward = reward.astype(np.float64)
@@ -367,7 +368,8 @@ def collect_rollout(envs, agent, obs, tracker: EpisodeTracker, num_steps: int, g
     return rollout, obs, finished
 
 
-def ppo_train(cfg: Config, lam: float, emit: Emitter, label: str) -> dict[str, Any]:
+def ppo_train(cfg: Config, lam: float, emit: Emitter, label: str = "") -> dict[str, Any]:
+    """One PPO run; its metric names end in ``label`` (empty for the headline run)."""
     import torch
 
     torch.manual_seed(cfg.seed)
@@ -397,13 +399,13 @@ def ppo_train(cfg: Config, lam: float, emit: Emitter, label: str) -> dict[str, A
             order = torch.randperm(batch)
             for start in range(0, batch, minibatch):
                 idx = order[start:start + minibatch]
-                dist = agent.dist(b_obs[idx])
-                ratio = torch.exp(dist.log_prob(b_act[idx]) - b_logp[idx])
+                logp = agent.log_probs(b_obs[idx])
+                ratio = torch.exp(logp.gather(1, b_act[idx, None]).squeeze(1) - b_logp[idx])
                 adv = b_adv[idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 pg_loss = -torch.min(ratio * adv, torch.clamp(ratio, 1 - clip, 1 + clip) * adv).mean()
                 v_loss = 0.5 * ((agent.value(b_obs[idx]) - b_ret[idx]) ** 2).mean()
-                entropy = dist.entropy().mean()
+                entropy = -(logp.exp() * logp).sum(-1).mean()
                 loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
                 optimizer.zero_grad()
                 loss.backward()
@@ -412,13 +414,13 @@ def ppo_train(cfg: Config, lam: float, emit: Emitter, label: str) -> dict[str, A
         with torch.no_grad():
             clipfrac = ((ratio - 1.0).abs() > clip).float().mean().item()
         recent = tracker.returns[-10:]
-        values = {f"losses/policy_{label}": pg_loss.item(), f"losses/value_{label}": v_loss.item(),
-                  f"losses/entropy_{label}": entropy.item(), f"charts/clipfrac_{label}": clipfrac,
-                  f"charts/learning_rate_{label}": cfg.learning_rate * frac}
+        values = {f"losses/policy{label}": pg_loss.item(), f"losses/value{label}": v_loss.item(),
+                  f"losses/entropy{label}": entropy.item(), f"charts/clipfrac{label}": clipfrac,
+                  f"charts/learning_rate{label}": cfg.learning_rate * frac}
         if finished:
-            values[f"charts/episodic_return_{label}"] = float(np.mean(finished))
+            values[f"charts/episodic_return{label}"] = float(np.mean(finished))
         if len(recent) == 10:
-            values[f"charts/mean10_return_{label}"] = float(np.mean(recent))
+            values[f"charts/mean10_return{label}"] = float(np.mean(recent))
         emit.metric(step, **values)
         if solved_at is None and len(recent) == 10 and np.mean(recent) >= cfg.solved_return:
             solved_at = step
@@ -467,7 +469,7 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
 
     results = []
     for i, lam in enumerate(cfg.ppo_lambdas):
-        res = ppo_train(cfg, lam, emit, f"lambda{lam:g}")
+        res = ppo_train(cfg, lam, emit, "" if i == 0 else f"_lambda{lam:g}")
         results.append(res)
         emit.progress((i + 1) * cfg.total_timesteps)
     emit.table("ppo_lambda", ["lambda", "solved_at_step", "steps_run", "episodes", "last10_mean_return",

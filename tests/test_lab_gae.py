@@ -217,10 +217,10 @@ def test_toy_run_shows_the_trade_off_and_solves_cartpole(tmp_path):
         assert abs(row["bias"] - row["bias_exact"]) < 0.02
     assert all(row["bias_perfect_critic"] < 0.02 for row in rows.values())
     ppo = next(e for e in events if e["event"] == "table" and e["name"] == "ppo_lambda")
-    assert len(ppo["rows"]) == 2
-    returns = [e["values"] for e in events if e["event"] == "metric"
-               and "charts/episodic_return_lambda0.8" in e["values"]]
-    assert returns and max(r["charts/episodic_return_lambda0.8"] for r in returns) <= 500
+    assert len(ppo["rows"]) == len(events[0]["config"]["ppo_lambdas"])
+    returns = [e["values"]["charts/episodic_return"] for e in events if e["event"] == "metric"
+               and "charts/episodic_return" in e["values"]]
+    assert returns and 0 < min(returns) and max(returns) <= 500
 
 
 def test_deterministic_for_a_seed(tmp_path):
