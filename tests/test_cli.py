@@ -78,3 +78,15 @@ def test_newer_database_gives_a_clear_error_not_a_traceback(tmp_path, content, m
 def test_bad_lang_is_rejected():
     result = runner.invoke(app, ["--lang", "fr", "stats"])
     assert result.exit_code == 2
+
+
+def test_plain_launch_is_recognised_and_everything_else_goes_to_typer():
+    from pathlib import Path
+
+    from llmcore_tui.cli import plain_launch
+
+    assert plain_launch([]) == (None, None)
+    assert plain_launch(["--db", "x.db", "--lang", "zh"]) == (Path("x.db"), "zh")
+    assert plain_launch(["--db=x.db"]) == (Path("x.db"), None)
+    for argv in (["stats"], ["--help"], ["--db"], ["--lang", "fr"], ["--db", "a", "--db", "b"], ["--db", "a", "check"]):
+        assert plain_launch(argv) is None, argv

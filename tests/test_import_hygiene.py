@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "transformers", "gymnasium", "numpy", "sqlite_utils", "plotext")
+HEAVY = ("torch", "transformers", "gymnasium", "numpy", "sqlite_utils", "plotext", "typer", "pydantic", "fsrs",
+         "markdown_it")
 
 PROBE = """
 import sys, importlib, pkgutil
@@ -20,6 +21,7 @@ print(",".join(sorted(n for n in {heavy!r} if n in sys.modules)))
 STARTUP = """
 import sys
 import llmcore_tui.cli, llmcore_tui.tui.app
+from llmcore_tui.cli.options import resolve_options
 from llmcore_tui.tui.screens import today
 print(",".join(sorted(n for n in {heavy!r} if n in sys.modules)))
 """

@@ -1,191 +1,56 @@
-"""The command line: ``llmcore-tui`` opens the TUI; sub-commands script everything else.
+"""``llmcore-tui``: with no sub-command it opens the TUI; sub-commands script everything else.
 
-The CLI and the TUI are two faces over ``llmcore_tui.core``. Heavy modules (the TUI, the
-scheduler) are imported inside the commands that need them, so ``--help`` stays instant.
+Opening the TUI is the common case and must be fast, so ``main`` recognises a plain launch
+(only ``--db`` and ``--lang``) and starts the app without building the typer application
+(typer's parameter machinery imports pydantic: ~0.2 s). Anything else, including every
+error and ``--help``, goes through typer in :mod:`llmcore_tui.cli.commands`.
 """
 
 from __future__ import annotations
 
-import locale
-import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
-import typer
-
-from llmcore_tui.core.store import StoreError
-
-app = typer.Typer(
-    name="llmcore-tui",
-    help="Learn LLMs, VLMs and post-training in 14 days: spaced repetition plus labs you run.",
-    invoke_without_command=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+from llmcore_tui.cli.options import Options, default_lang  # noqa: F401  (re-exported)
 
 
-@dataclass
-class Options:
-    db: Path
-    db_source: str
-    lang: str
-
-
-def default_lang() -> str:
-    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(name)
-        if value:
-            return "zh" if value.lower().startswith("zh") else "en"
-    code = (locale.getlocale()[0] or "").lower()
-    return "zh" if code.startswith("zh") else "en"
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-@app.callback()
-def root(
-    ctx: typer.Context,
-    db: Optional[Path] = typer.Option(None, "--db", help="progress database (env LLMCORE_DB); default: progress.db in the checkout, else the user data folder", show_default=False),
-    lang: Optional[str] = typer.Option(None, "--lang", help="en or zh (default: from the locale)", show_default=False),
-) -> None:
-    from llmcore_tui.core.course import default_db_path
-
-    if lang is not None and lang not in ("en", "zh"):
-        raise typer.BadParameter("expected en or zh", param_hint="--lang")
-    if db is not None:
-        path, source = db, "--db"
-    else:
-        path, source = default_db_path()
-    ctx.obj = Options(path, source, lang or default_lang())
-    if ctx.invoked_subcommand is None:
-        from llmcore_tui.tui.app import run_app
-
-        raise typer.Exit(run_app(ctx.obj.db, ctx.obj.lang))
-
-
-def open_course(opts: Options, fuzz: bool = True):
-    from llmcore_tui.core.course import Course, cache_dir, content_root
-
-    try:
-        return Course.open(opts.db, content_root(), cache_dir=cache_dir(), fuzz=fuzz)
-    except (StoreError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
-
-
-@app.command()
-def check(ctx: typer.Context) -> None:
-    """Validate all cards and quizzes; print counts per module and every problem as file:line."""
-    from llmcore_tui.core import roadmap
-    from llmcore_tui.core.content import load_deck
-    from llmcore_tui.core.course import content_root
-
-    try:
-        root_dir = content_root()
-    except FileNotFoundError as exc:
-        raise fail(str(exc)) from None
-    deck = load_deck(root_dir / "cards", roadmap.MODULE_DAYS)
-    problems = list(deck.problems)
-    questions: dict[str, int] = {}
-    try:
-        from llmcore_tui.core import quiz
-    except ImportError:
-        quiz = None  # type: ignore[assignment]
-    if quiz is not None and hasattr(quiz, "load_bank"):
-        bank = quiz.load_bank(root_dir / "quizzes")
-        problems += bank.problems
-        for question in bank.questions:
-            questions[question.module] = questions.get(question.module, 0) + 1
-    counts: dict[str, int] = {}
-    for card in deck.cards:
-        counts[card.module] = counts.get(card.module, 0) + 1
-    typer.echo(f"{'day':>3}  {'module':<12} {'cards':>5} {'quiz':>5}")
-    for day in roadmap.DAYS:
-        if day.module == "brief":
-            continue
-        typer.echo(f"{day.number:>3}  {day.module:<12} {counts.get(day.module, 0):>5} {questions.get(day.module, 0):>5}")
-    extra = sorted(set(questions) - set(roadmap.MODULE_DAYS))
-    for module in extra:
-        typer.echo(f"{'':>3}  {module:<12} {'':>5} {questions[module]:>5}")
-    typer.echo(f"total: {len(deck.cards)} cards, {sum(questions.values())} quiz questions")
-    for problem in sorted(problems):
-        typer.echo(str(problem), err=True)
-    if problems:
-        typer.echo(f"{len(problems)} problem(s) found", err=True)
-        raise typer.Exit(1)
-
-
-@app.command()
-def stats(ctx: typer.Context) -> None:
-    """Today's plan, due counts and the roadmap, as plain text."""
-    opts: Options = ctx.obj
-    course = open_course(opts)
-    lang = opts.lang
-    today = course.today()
-    typer.echo(f"database: {opts.db} ({opts.db_source})")
-    typer.echo(f"today: {today.date.isoformat()} — day {today.day.number} of 14, "
-               f"{today.phase.title[lang]}: {today.day.title[lang]}")
-    typer.echo(f"due now: {today.due} ({today.learning} learning), new available today: {today.new_available}, "
-               f"introduced today: {today.new_today}")
-    typer.echo(f"next: {today.next_action}")
-    typer.echo("")
-    for status in course.day_statuses():
-        details = "; ".join(c.detail for c in status.criteria)
-        typer.echo(f"{status.day.number:>3}  {status.label:<6} {status.day.title[lang]:<24} {details}")
-    course.close()
-
-
-settings_app = typer.Typer(help="Show or change settings (new cards per day, day start hour, ...).", no_args_is_help=True)
-app.add_typer(settings_app, name="settings")
-
-
-@settings_app.command("show")
-def settings_show(ctx: typer.Context) -> None:
-    """Every setting with its value and meaning."""
-    from llmcore_tui.core.settings import SETTINGS
-
-    course = open_course(ctx.obj)
-    for spec in SETTINGS:
-        typer.echo(f"{spec.key:<22} {course.settings.get(spec.key)!s:<14} {spec.help}")
-    course.close()
-
-
-@settings_app.command("set")
-def settings_set(ctx: typer.Context, key: str, value: str) -> None:
-    """Change one setting, e.g. `llmcore-tui settings set new_per_day 10`."""
-    course = open_course(ctx.obj)
-    try:
-        stored = course.settings.set(key, value)
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
-    finally:
-        course.close()
-    typer.echo(f"{key} = {stored}")
-
-
-def _mount_optional(module: str, name: str, help_text: str) -> None:
-    """Sub-apps that live in their own modules (calc, lab, ...), mounted when present."""
-    import importlib
-
-    try:
-        sub = importlib.import_module(module)
-    except ImportError:
-        return
-    app.add_typer(sub.app, name=name, help=help_text)
-
-
-_mount_optional("llmcore_tui.cli.lab", "lab", "Run the labs and inspect or compare their recorded runs.")
-_mount_optional("llmcore_tui.cli.calc", "calc", "Memory and compute calculator (KV cache, ZeRO, LoRA, FLOPs).")
+def plain_launch(argv: list[str]) -> tuple[Path | None, str | None] | None:
+    """(db, lang) when ``argv`` only opens the TUI; None when typer should handle it."""
+    values: dict[str, str] = {}
+    tokens = list(argv)
+    while tokens:
+        token = tokens.pop(0)
+        name, sep, value = token.partition("=")
+        if name not in ("--db", "--lang") or name in values:
+            return None
+        if not sep:
+            if not tokens:
+                return None
+            value = tokens.pop(0)
+        if not value or (name == "--lang" and value not in ("en", "zh")):
+            return None
+        values[name] = value
+    return (Path(values["--db"]) if "--db" in values else None), values.get("--lang")
 
 
 def main() -> None:
-    try:
-        app()
-    except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    launch = plain_launch(sys.argv[1:])
+    if launch is None:
+        from llmcore_tui.cli.commands import run
+
+        run()
+        return
+    from llmcore_tui.cli.options import resolve_options
+    from llmcore_tui.tui.app import run_app
+
+    options = resolve_options(*launch)
+    sys.exit(run_app(options.db, options.lang))
+
+
+def __getattr__(name: str) -> Any:  # ``from llmcore_tui.cli import app`` keeps working
+    if name in ("app", "open_course", "fail"):
+        from llmcore_tui.cli import commands
+
+        return getattr(commands, name)
+    raise AttributeError(name)

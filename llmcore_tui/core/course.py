@@ -47,6 +47,7 @@ class Course:
         self.settings = Settings(store)
         self.fuzz = fuzz
         self._srs: Srs | None = None
+        self._quiz_bank = None
         self._ensure_start_date()
 
     @classmethod
@@ -124,15 +125,31 @@ class Course:
     def _quizzes_passed(self) -> set[str]:
         return {r[0] for r in self.store.conn.execute("SELECT DISTINCT module FROM quiz_sittings WHERE passed = 1")}
 
-    def quiz_modules(self) -> set[str]:
-        """Modules that have quiz questions. The quiz bank is loaded on the first call and
-        cached as ``self.quiz_bank``."""
-        bank = getattr(self, "quiz_bank", None)
-        if bank is None:
+    @property
+    def quiz_bank(self):
+        """All quizzes, parsed and validated on first use."""
+        if self._quiz_bank is None:
             from llmcore_tui.core.quiz import load_bank
 
-            bank = self.quiz_bank = load_bank(self.content_root / "quizzes")
-        return set(bank.modules)
+            self._quiz_bank = load_bank(self.content_root / "quizzes")
+        return self._quiz_bank
+
+    def quiz_modules(self) -> set[str]:
+        """Modules that have a quiz. Before the bank is loaded this reads only the quiz files'
+        front matter, so the Today screen does not pay for parsing every question."""
+        if self._quiz_bank is not None:
+            return set(self._quiz_bank.modules)
+        from llmcore_tui.core.content import card_files, parse_front_matter
+
+        modules = set()
+        folder = self.content_root / "quizzes"
+        for path in card_files(folder) if folder.is_dir() else []:
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                head = [handle.readline().rstrip("\n") for _ in range(12)]
+            meta, _, _ = parse_front_matter(head, str(path))
+            if meta.get("module", ("", 0))[0]:
+                modules.add(meta["module"][0])
+        return modules
 
     def day_statuses(self, counts: dict[str, tuple[int, int]] | None = None) -> list[DayStatus]:
         from labs.registry import labs_for_day

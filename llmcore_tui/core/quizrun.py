@@ -42,8 +42,7 @@ def question_id_of(item: str) -> str | None:
 
 def bank_of(course: "Course") -> QuizBank:
     """The course's quiz bank (loaded on first use and cached on the course)."""
-    course.quiz_modules()
-    return course.quiz_bank  # type: ignore[attr-defined]
+    return course.quiz_bank
 
 
 def default_module(course: "Course") -> str | None:

@@ -95,7 +95,6 @@ class ReviewScreen(Screen):
 
         from llmcore_tui.core.quiz import draw
 
-        self.course.quiz_modules()  # loads the quiz bank on first use
         question = self.course.quiz_bank.by_id.get(question_id)
         if question is None:
             return f"*quiz question {question_id} is no longer in the course files; rate it to let it go, or undo.*"

@@ -1,0 +1,167 @@
+"""The typer application: every sub-command of ``llmcore-tui``.
+
+The CLI and the TUI are two faces over ``llmcore_tui.core``. Heavy modules (the TUI, the
+scheduler) are imported inside the commands that need them, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from llmcore_tui.cli.options import Options, resolve_options
+from llmcore_tui.core.store import StoreError
+
+app = typer.Typer(
+    name="llmcore-tui",
+    help="Learn LLMs, VLMs and post-training in 14 days: spaced repetition plus labs you run.",
+    invoke_without_command=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Optional[Path] = typer.Option(None, "--db", help="progress database (env LLMCORE_DB); default: progress.db in the checkout, else the user data folder", show_default=False),
+    lang: Optional[str] = typer.Option(None, "--lang", help="en or zh (default: from the locale)", show_default=False),
+) -> None:
+    if lang is not None and lang not in ("en", "zh"):
+        raise typer.BadParameter("expected en or zh", param_hint="--lang")
+    ctx.obj = resolve_options(db, lang)
+    if ctx.invoked_subcommand is None:
+        from llmcore_tui.tui.app import run_app
+
+        raise typer.Exit(run_app(ctx.obj.db, ctx.obj.lang))
+
+
+def open_course(opts: Options, fuzz: bool = True):
+    from llmcore_tui.core.course import Course, cache_dir, content_root
+
+    try:
+        return Course.open(opts.db, content_root(), cache_dir=cache_dir(), fuzz=fuzz)
+    except (StoreError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def check(ctx: typer.Context) -> None:
+    """Validate all cards and quizzes; print counts per module and every problem as file:line."""
+    from llmcore_tui.core import roadmap
+    from llmcore_tui.core.content import load_deck
+    from llmcore_tui.core.course import content_root
+
+    try:
+        root_dir = content_root()
+    except FileNotFoundError as exc:
+        raise fail(str(exc)) from None
+    deck = load_deck(root_dir / "cards", roadmap.MODULE_DAYS)
+    problems = list(deck.problems)
+    questions: dict[str, int] = {}
+    try:
+        from llmcore_tui.core import quiz
+    except ImportError:
+        quiz = None  # type: ignore[assignment]
+    if quiz is not None and hasattr(quiz, "load_bank"):
+        bank = quiz.load_bank(root_dir / "quizzes")
+        problems += bank.problems
+        for question in bank.questions:
+            questions[question.module] = questions.get(question.module, 0) + 1
+    counts: dict[str, int] = {}
+    for card in deck.cards:
+        counts[card.module] = counts.get(card.module, 0) + 1
+    typer.echo(f"{'day':>3}  {'module':<12} {'cards':>5} {'quiz':>5}")
+    for day in roadmap.DAYS:
+        if day.module == "brief":
+            continue
+        typer.echo(f"{day.number:>3}  {day.module:<12} {counts.get(day.module, 0):>5} {questions.get(day.module, 0):>5}")
+    extra = sorted(set(questions) - set(roadmap.MODULE_DAYS))
+    for module in extra:
+        typer.echo(f"{'':>3}  {module:<12} {'':>5} {questions[module]:>5}")
+    typer.echo(f"total: {len(deck.cards)} cards, {sum(questions.values())} quiz questions")
+    for problem in sorted(problems):
+        typer.echo(str(problem), err=True)
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) found", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def stats(ctx: typer.Context) -> None:
+    """Today's plan, due counts and the roadmap, as plain text."""
+    opts: Options = ctx.obj
+    course = open_course(opts)
+    lang = opts.lang
+    today = course.today()
+    typer.echo(f"database: {opts.db} ({opts.db_source})")
+    typer.echo(f"today: {today.date.isoformat()} — day {today.day.number} of 14, "
+               f"{today.phase.title[lang]}: {today.day.title[lang]}")
+    typer.echo(f"due now: {today.due} ({today.learning} learning), new available today: {today.new_available}, "
+               f"introduced today: {today.new_today}")
+    typer.echo(f"next: {today.next_action}")
+    typer.echo("")
+    for status in course.day_statuses():
+        details = "; ".join(c.detail for c in status.criteria)
+        typer.echo(f"{status.day.number:>3}  {status.label:<6} {status.day.title[lang]:<24} {details}")
+    course.close()
+
+
+settings_app = typer.Typer(help="Show or change settings (new cards per day, day start hour, ...).", no_args_is_help=True)
+app.add_typer(settings_app, name="settings")
+
+
+@settings_app.command("show")
+def settings_show(ctx: typer.Context) -> None:
+    """Every setting with its value and meaning."""
+    from llmcore_tui.core.settings import SETTINGS
+
+    course = open_course(ctx.obj)
+    for spec in SETTINGS:
+        typer.echo(f"{spec.key:<22} {course.settings.get(spec.key)!s:<14} {spec.help}")
+    course.close()
+
+
+@settings_app.command("set")
+def settings_set(ctx: typer.Context, key: str, value: str) -> None:
+    """Change one setting, e.g. `llmcore-tui settings set new_per_day 10`."""
+    course = open_course(ctx.obj)
+    try:
+        stored = course.settings.set(key, value)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    finally:
+        course.close()
+    typer.echo(f"{key} = {stored}")
+
+
+def _mount_optional(module: str, name: str, help_text: str) -> None:
+    """Sub-apps that live in their own modules (calc, lab, ...), mounted when present."""
+    import importlib
+
+    try:
+        sub = importlib.import_module(module)
+    except ImportError:
+        return
+    app.add_typer(sub.app, name=name, help=help_text)
+
+
+_mount_optional("llmcore_tui.cli.lab", "lab", "Run the labs and inspect or compare their recorded runs.")
+_mount_optional("llmcore_tui.cli.calc", "calc", "Memory and compute calculator (KV cache, ZeRO, LoRA, FLOPs).")
+
+
+def run() -> None:
+    try:
+        app()
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
