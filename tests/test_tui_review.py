@@ -36,3 +36,25 @@ async def test_undo_restores_the_card(course):
         assert course.store.scalar("SELECT count(*) FROM srs_items") == 0
         assert course.store.query("SELECT rating, undoes FROM reviews ORDER BY id") == [
             {"rating": 4, "undoes": None}, {"rating": None, "undoes": 1}]
+
+
+async def test_theme_choice_is_remembered(course):
+    from llmcore_tui.core.course import Course
+
+    app = LlmcoreApp(course)
+    async with app.run_test(size=(100, 40)) as pilot:
+        app.theme = "nord"
+        await pilot.pause()
+    reopened = Course.open(course.store.path, course.content_root, clock=course.clock)
+    assert reopened.settings.get("theme") == "nord"
+    again = LlmcoreApp(reopened)
+    async with again.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        assert again.theme == "nord"
+
+
+async def test_command_palette_lists_every_screen(course):
+    app = LlmcoreApp(course)
+    async with app.run_test(size=(100, 40)) as pilot:
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+    assert {"Today", "Review", "Roadmap", "Labs", "Quiz", "Calculator", "Help"} <= titles
