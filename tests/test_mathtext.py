@@ -13,6 +13,8 @@ from llmcore_tui.core.mathtext import latex_to_unicode, render_math
     (r"(\mathcal{S}, \mathcal{A}, P, R, \gamma)", "(𝒮, 𝒜, P, R, γ)"),
     (r"\max_a Q(s,a)", "maxₐ Q(s,a)"),
     (r"d_{head}", "d_head"),
+    (r"V^*(s) = \max_a Q^{*}(s,a)", "V*(s) = maxₐ Q*(s,a)"),
+    (r"\pi^\star", "π*"),
     (r"\mathbb{E}_{a\sim\pi}[A] = 0", "𝔼_(a∼π)[A] = 0"),
 ])
 def test_latex_to_unicode(latex, text):

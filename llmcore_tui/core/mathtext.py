@@ -43,6 +43,8 @@ def _plain(latex: str) -> str:
 def _script(kind: str, body: str) -> str:
     text = _plain(body) if "\\" in body else body
     table = _SUB if kind == "_" else _SUP
+    if kind == "^" and text in ("*", "∗", "⋆", "'", "′", "″"):  # V*, f′: written inline, as on paper
+        return {"'": "′", "∗": "*", "⋆": "*"}.get(text, text)
     if text and all(ch in table for ch in text):
         return "".join(table[ch] for ch in text)
     if len(text) == 1 or text.isalnum():
