@@ -1,0 +1,83 @@
+"""``llmcore-tui export-brief``: write the personal technical brief (day 14 of the course).
+
+Registered by the root app as ``app.command("export-brief")(export_brief)``. Exit codes: 0
+written, 1 the database cannot be opened, 2 a usage error (unknown format or language, a
+folder or an unwritable path given as output).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _lang(ctx: typer.Context, lang: Optional[str], stored: str) -> str:
+    """--lang of this command, else the root's --lang, else the stored setting, else the
+    root's default (from the locale)."""
+    if lang is not None:
+        return lang
+    root = ctx.find_root()
+    if root is not ctx and root.params.get("lang"):
+        return root.params["lang"]
+    if stored in ("en", "zh"):
+        return stored
+    return getattr(ctx.obj, "lang", None) or "en"
+
+
+def export_brief(
+    ctx: typer.Context,
+    output: Optional[Path] = typer.Option(None, "-o", "--output", show_default=False,
+                                          help="file to write (default: brief.md or brief.html here)"),
+    fmt: str = typer.Option("md", "--format", help="md (Markdown) or html (one self-contained page)"),
+    lang: Optional[str] = typer.Option(None, "--lang", show_default=False,
+                                       help="en or zh (default: the root --lang, the lang setting, the locale)"),
+) -> None:
+    """Export your personal technical brief: key ideas, measured mastery, lab evidence, timeline."""
+    from llmcore_tui.core.brief import BriefError, check_target, default_output, normalize_format, write_brief
+
+    try:
+        fmt = normalize_format(fmt)
+    except BriefError as exc:
+        raise _fail(str(exc)) from None
+    if lang is not None and lang not in ("en", "zh"):
+        raise _fail(f"unknown language {lang!r}: expected en or zh")
+    path = output if output is not None else default_output(fmt)
+    try:
+        check_target(path)  # before opening the database: a bad path costs nothing
+    except BriefError as exc:
+        raise _fail(str(exc)) from None
+
+    from llmcore_tui.cli import Options, open_course
+
+    opts = ctx.obj
+    if not isinstance(opts, Options):
+        from llmcore_tui.cli import default_lang
+        from llmcore_tui.core.course import default_db_path
+
+        db, source = default_db_path()
+        opts = Options(db, source, default_lang())
+    course = open_course(opts)
+    try:
+        chosen = _lang(ctx, lang, course.settings.get("lang"))
+        brief = write_brief(course, path, fmt, chosen)
+    except BriefError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        course.close()
+    tot = brief.totals
+    typer.echo(f"wrote {path} ({fmt}, {chosen}): {len(brief.modules)} modules, {tot.introduced}/{tot.cards} cards "
+               f"introduced, {tot.reviews} reviews, {tot.quiz_answers} quiz answers, {tot.lab_runs} lab runs")
+    for note in brief.notes:
+        typer.echo(f"  {note}")
+
+
+__all__ = ["export_brief"]
