@@ -58,3 +58,15 @@ async def test_command_palette_lists_every_screen(course):
     async with app.run_test(size=(100, 40)) as pilot:
         titles = {command.title for command in app.get_system_commands(app.screen)}
     assert {"Today", "Review", "Roadmap", "Labs", "Quiz", "Calculator", "Help"} <= titles
+
+
+async def test_export_brief_from_the_app(course, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = LlmcoreApp(course)
+    async with app.run_test(size=(100, 40)) as pilot:
+        app.export_brief("md")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert course.store.get_setting("brief_exported_ts") is not None
+    text = (tmp_path / "brief.md").read_text(encoding="utf-8")
+    assert "MDP" in text

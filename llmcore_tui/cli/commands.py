@@ -144,19 +144,11 @@ def settings_set(ctx: typer.Context, key: str, value: str) -> None:
     typer.echo(f"{key} = {stored}")
 
 
-def _mount_optional(module: str, name: str, help_text: str) -> None:
-    """Sub-apps that live in their own modules (calc, lab, ...), mounted when present."""
-    import importlib
+from llmcore_tui.cli import brief as _brief, calc as _calc, lab as _lab  # noqa: E402  (typer-only imports)
 
-    try:
-        sub = importlib.import_module(module)
-    except ImportError:
-        return
-    app.add_typer(sub.app, name=name, help=help_text)
-
-
-_mount_optional("llmcore_tui.cli.lab", "lab", "Run the labs and inspect or compare their recorded runs.")
-_mount_optional("llmcore_tui.cli.calc", "calc", "Memory and compute calculator (KV cache, ZeRO, LoRA, FLOPs).")
+app.add_typer(_lab.app, name="lab", help="Run the labs and inspect or compare their recorded runs.")
+app.add_typer(_calc.app, name="calc", help="Memory and compute calculator (KV cache, ZeRO, LoRA, FLOPs).")
+app.command("export-brief")(_brief.export_brief)
 
 
 def run() -> None:

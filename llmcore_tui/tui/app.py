@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from textual.app import App, SystemCommand
+from textual import work
 from textual.binding import Binding
 from textual.screen import Screen
 
@@ -106,7 +107,30 @@ class LlmcoreApp(App[int]):
         yield SystemCommand("Labs", "Run a lab (toy or full preset), watch its metrics, compare runs", self.action_labs)
         yield SystemCommand("Quiz", "Quiz on today's module; misses come back in Review", self.action_quiz)
         yield SystemCommand("Calculator", "KV cache, weights, ZeRO training memory and LoRA by preset", self.action_calc)
+        yield SystemCommand("Export brief (HTML)", "Write brief.html (key ideas, mastery, lab evidence) to the current folder",
+                            lambda: self.export_brief("html"))
+        yield SystemCommand("Export brief (Markdown)", "Write brief.md to the current folder",
+                            lambda: self.export_brief("md"))
         yield SystemCommand("Help", "Keys and how the course works", self.action_help)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="brief")
+    def export_brief(self, fmt: str) -> None:
+        """Write the technical brief next to where the app was started; report where, or why not."""
+        from llmcore_tui.core.brief import BriefError, default_output, write_brief
+
+        path = default_output(fmt).resolve()
+        self.call_from_thread(self.notify, f"Writing {path.name}…", timeout=2)
+        # its own connection: the UI thread may be in a transaction on the app's one
+        course = Course.open(self.course.store.path, self.course.content_root, clock=self.course.clock,
+                             cache_dir=self.course.cache_dir)
+        try:
+            write_brief(course, path, fmt=fmt, lang=self.lang)
+        except (BriefError, OSError) as exc:
+            self.call_from_thread(self.notify, f"Brief not written: {exc}", severity="error", timeout=10)
+            return
+        finally:
+            course.close()
+        self.call_from_thread(self.notify, f"Brief written to {path}", timeout=8)
 
     def on_unmount(self) -> None:
         self.course.close()
