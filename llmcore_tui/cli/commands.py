@@ -98,7 +98,7 @@ def check(ctx: typer.Context) -> None:
 
 @app.command()
 def stats(ctx: typer.Context) -> None:
-    """Today's plan, due counts and the roadmap, as plain text."""
+    """Today's plan, due counts, the roadmap and learning statistics, as plain text."""
     opts: Options = ctx.obj
     course = open_course(opts)
     lang = opts.lang
@@ -113,6 +113,11 @@ def stats(ctx: typer.Context) -> None:
     for status in course.day_statuses():
         details = "; ".join(c.detail for c in status.criteria)
         typer.echo(f"{status.day.number:>3}  {status.label:<6} {status.day.title[lang]:<24} {details}")
+    from llmcore_tui.core import stats as learning_stats
+
+    typer.echo("")
+    for line in learning_stats.format_report(learning_stats.report(course)):
+        typer.echo(line)
     course.close()
 
 
