@@ -1,0 +1,373 @@
+"""LoRA on a tiny Llama-style LM, and the training memory of the model, measured.
+
+LoRA (Hu et al., 2021) freezes a pretrained weight W (d_out x d_in) and learns a low-rank update
+
+    W' = W + (alpha / r) * B A,      A: r x d_in (random init),  B: d_out x r (zero init)
+
+so training starts exactly at the pretrained model (B A = 0) and trains r (d_in + d_out)
+numbers per adapted matrix instead of d_in * d_out. After training the update can be merged,
+W' = W + (alpha/r) B A, giving a plain model with no extra inference cost and the same outputs
+as the adapter form. The lab checks the logits within 1e-5 in float64; in float32 the two
+forms round differently (W + s B A is rounded once more), about 1e-5 on logits of size ~20,
+which the table shows too. (``transformers``' RMSNorm computes in float32 even for a float64
+model, so the float64 forms can agree to the last bit.) Written here by hand (no peft).
+
+The lab
+1. pretrains the tiny LM (a ``transformers`` LlamaForCausalLM from ``labs._tinylm``: 2 layers,
+   hidden 64) on a base task, copying a sequence: ``x1..xk | x1..xk``;
+2. fine-tunes it on a new task, reversing: ``x1..xk | xk..x1``, three ways: full fine-tuning,
+   and LoRA (on every linear layer of every block) at each rank in ``train_ranks``, reporting
+   the exact-match score on held-out sequences (every completion token right under greedy
+   decoding, which equals every teacher-forced argmax right);
+3. counts trainable parameters and their fraction for each rank in ``ranks``, and the Adam
+   state bytes that full fine-tuning needs and LoRA does not;
+4. measures the training memory of one full fine-tuning step from the tensors themselves:
+   weights and gradients (``p.grad``), Adam's m and v (the optimizer's state), and activations
+   (every tensor autograd saves for the backward pass, caught with saved_tensors_hooks, each
+   storage counted once, parameters left out), and sets each next to the prediction of the
+   course's calculator (``llmcore_tui.core.calc``): weights 4N, gradients 4N, Adam 8N bytes in
+   fp32 (its ZeRO stage-0 formula with fp32 numbers), and Korthikanti et al.'s activation
+   estimate s b h (34 + 5 a s / h) per layer, which assumes fp16, a GELU MLP and dropout, so the
+   lab reports the ratio rather than asking it to match.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from labs._runtime import Emitter, LabFailure
+from labs._tinylm import build_model, count_parameters, cpu_threads, model_config
+
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+SEP = 0  # token 0 separates the input from the completion; symbols are 1..n_symbols
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    device: str = "cpu"
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 128
+    n_symbols: int = 16
+    task: str = "shift"  # the fine-tuning task: shift or reverse (pretraining is always copy)
+    seq_k: int = 5  # symbols per sequence
+    batch: int = 32
+    pretrain_steps: int = 1500
+    finetune_steps: int = 800
+    lr_pretrain: float = 3e-3
+    lr_full: float = 1e-3
+    lr_lora: float = 3e-3
+    lora_alpha: float = 16.0
+    ranks: tuple[int, ...] = (1, 2, 4, 8, 16, 32)  # parameter counts
+    train_ranks: tuple[int, ...] = (1, 4, 16)  # ranks actually fine-tuned
+    eval_size: int = 512
+    log_every: int = 50
+
+    def validate(self) -> None:
+        if min(self.ranks, default=0) < 1 or min(self.train_ranks, default=0) < 1:
+            raise ValueError("ranks and train_ranks must be non-empty and positive")
+        if self.d_model % self.n_heads:
+            raise ValueError("d_model must divide by n_heads")
+        if self.task not in ("shift", "reverse"):
+            raise ValueError("task must be shift or reverse")
+        if self.seq_k < 2 or self.n_symbols < 2:
+            raise ValueError("seq_k and n_symbols must be >= 2")
+
+
+TOY = {"pretrain_steps": 400, "finetune_steps": 150, "train_ranks": (1, 8), "ranks": (1, 2, 4, 8, 16)}
+
+
+# -- data ----------------------------------------------------------------------------------
+
+def make_batch(n: int, cfg: Config, task: str, gen: torch.Generator) -> torch.Tensor:
+    """(n, 2k+1) sequences: k symbols, SEP, then the copy ('copy'), the reverse ('reverse') or
+    each symbol's successor, n wrapping to 1 ('shift')."""
+    x = torch.randint(1, cfg.n_symbols + 1, (n, cfg.seq_k), generator=gen)
+    y = {"copy": x, "reverse": x.flip(1), "shift": x % cfg.n_symbols + 1}[task]
+    return torch.cat([x, torch.full((n, 1), SEP), y], dim=1)
+
+
+def completion_loss(model: torch.nn.Module, ids: torch.Tensor, k: int) -> torch.Tensor:
+    logits = model(input_ids=ids).logits[:, k:-1]  # positions that predict the completion
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, k + 1:].reshape(-1))
+
+
+@torch.no_grad()
+def exact_match(model: torch.nn.Module, ids: torch.Tensor, k: int) -> float:
+    pred = model(input_ids=ids).logits[:, k:-1].argmax(-1)
+    return (pred == ids[:, k + 1:]).all(dim=1).float().mean().item()
+
+
+# -- LoRA ----------------------------------------------------------------------------------
+
+class LoRALinear(torch.nn.Module):
+    """y = x W^T + (alpha/r) x A^T B^T, with W frozen, A ~ Kaiming-uniform, B = 0."""
+
+    def __init__(self, base: torch.nn.Linear, r: int, alpha: float):
+        super().__init__()
+        self.base = base
+        base.weight.requires_grad_(False)
+        if base.bias is not None:
+            base.bias.requires_grad_(False)
+        self.r, self.scale = r, alpha / r
+        self.A = torch.nn.Parameter(torch.empty(r, base.in_features))
+        self.B = torch.nn.Parameter(torch.zeros(base.out_features, r))
+        torch.nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.A.T @ self.B.T) * self.scale
+
+    def merged(self) -> torch.nn.Linear:
+        """A plain Linear with W + (alpha/r) B A."""
+        w = self.base.weight
+        out = torch.nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
+                              dtype=w.dtype, device=w.device)
+        with torch.no_grad():
+            out.weight.copy_(merge_weight(self.base.weight, self.A, self.B, self.scale))
+            if self.base.bias is not None:
+                out.bias.copy_(self.base.bias)
+        return out
+
+
+def merge_weight(W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scale: float) -> torch.Tensor:
+    return W + scale * (B @ A)
+
+
+def add_lora(model: torch.nn.Module, r: int, alpha: float, targets=TARGETS) -> torch.nn.Module:
+    """Freeze every parameter, then wrap each target Linear in a LoRALinear (in place)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if child_name in targets and isinstance(child, torch.nn.Linear):
+                setattr(module, child_name, LoRALinear(child, r, alpha))
+    return model
+
+
+def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
+    """Replace every LoRALinear by its merged Linear (in place)."""
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, LoRALinear):
+                setattr(module, child_name, child.merged())
+    return model
+
+
+def trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# -- memory, measured ----------------------------------------------------------------------
+
+def nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def adam_state_bytes(opt: torch.optim.Optimizer) -> int:
+    return nbytes(t for st in opt.state.values() for k, t in st.items() if k in ("exp_avg", "exp_avg_sq"))
+
+
+def measure_training_step(model: torch.nn.Module, ids: torch.Tensor, k: int, lr: float) -> dict[str, int]:
+    """One Adam step; bytes of weights, gradients, Adam states and saved activations."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        key = t.untyped_storage().data_ptr()
+        if key not in param_storages:
+            saved[key] = max(saved.get(key, 0), t.untyped_storage().nbytes())
+        return t
+
+    opt = torch.optim.Adam(params, lr=lr)
+    opt.zero_grad(set_to_none=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = completion_loss(model, ids, k)
+    loss.backward()
+    grads = nbytes(p.grad for p in params if p.grad is not None)
+    opt.step()
+    return {"weights": nbytes(model.parameters()), "gradients": grads, "adam": adam_state_bytes(opt),
+            "activations": sum(saved.values())}
+
+
+def calculator_prediction(cfg: Config, n_params: int, lora_trainable: int, seq_len: int, batch: int):
+    """The calculator's numbers for this model (fp32 everywhere), or None when it is not installed."""
+    try:
+        from llmcore_tui.core import calc
+    except ImportError:
+        return None
+    model = calc.ModelConfig("lab-tiny-llama", layers=cfg.n_layers, hidden=cfg.d_model, heads=cfg.n_heads,
+                             kv_heads=cfg.n_heads, intermediate=cfg.d_ff, vocab=cfg.n_symbols + 1)
+    fp32 = dict(gpus=1, stage=0, optimizer_bytes=8, weight_bytes_per_param=4, grad_bytes_per_param=4)
+    states = calc.zero_memory_breakdown(n_params, **fp32)
+    lora = calc.zero_memory_breakdown(lora_trainable, **fp32)  # the adapters; the frozen base adds weights only
+    return {
+        "model": model,
+        "params": calc.param_count(model),
+        "weights": calc.weight_bytes(n_params, "fp32"),
+        "gradients": states.get("gradients (fp16)"),  # the label names fp16; the bytes per number are ours (4)
+        "adam": states.get("optimizer states (fp32)"),
+        "lora_weights": calc.weight_bytes(n_params, "fp32") + lora.get("weights (fp16)"),
+        "lora_gradients": lora.get("gradients (fp16)"),
+        "lora_adam": lora.get("optimizer states (fp32)"),
+        "activations_fp16": calc.activation_bytes(seq_len, batch, cfg.d_model, cfg.n_heads, cfg.n_layers),
+        "lora_params": {r: calc.lora_params(model, r, "all") for r in cfg.ranks},
+    }
+
+
+# -- training ------------------------------------------------------------------------------
+
+def train(model: torch.nn.Module, cfg: Config, task: str, steps: int, lr: float, seed: int, on_log) -> float:
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        loss = completion_loss(model, make_batch(cfg.batch, cfg, task, gen).to(cfg.device), cfg.seq_k)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % cfg.log_every == 0:
+            on_log(step, loss.item())
+    return time.perf_counter() - t0
+
+
+# -- the lab -------------------------------------------------------------------------------
+
+def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
+    total = cfg.pretrain_steps + cfg.finetune_steps * (1 + len(cfg.train_ranks))
+    emit.start(cfg, total_steps=total)
+    with cpu_threads(1):
+        _run(cfg, emit, out_dir, total)
+
+
+def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
+    device, k = cfg.device, cfg.seq_k
+    seq_len = 2 * k + 1
+    eval_gen = torch.Generator().manual_seed(10_000 + cfg.seed)
+    eval_copy = make_batch(cfg.eval_size, cfg, "copy", eval_gen).to(device)
+    eval_task = make_batch(cfg.eval_size, cfg, cfg.task, eval_gen).to(device)
+    done = 0
+
+    def logger(name: str):
+        def on_log(step: int, loss: float) -> None:
+            emit.metric(done + step, **{f"losses/{name}": loss})
+            emit.progress(done + step)
+        return on_log
+
+    # 1. pretrain on copying
+    torch.manual_seed(cfg.seed)
+    base = build_model(model_config(cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff, max_len=seq_len + 1,
+                                    vocab_size=cfg.n_symbols + 1)).to(device)
+    train(base, cfg, "copy", cfg.pretrain_steps, cfg.lr_pretrain, cfg.seed + 1, logger("pretrain"))
+    done += cfg.pretrain_steps
+    base_copy, base_task = exact_match(base, eval_copy, k), exact_match(base, eval_task, k)
+    emit.log(f"pretrained on copying: exact match {base_copy:.3f} (copy), {base_task:.3f} ({cfg.task}, before fine-tuning)")
+    if base_copy < 0.5:
+        raise LabFailure(f"pretraining failed: copy exact match {base_copy:.3f}")
+    state = {n: t.clone() for n, t in base.state_dict().items()}
+    n_params = count_parameters(base)
+
+    def fresh() -> torch.nn.Module:
+        torch.manual_seed(cfg.seed)
+        model = build_model(model_config(cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff, max_len=seq_len + 1,
+                                         vocab_size=cfg.n_symbols + 1)).to(device)
+        model.load_state_dict(state)
+        return model
+
+    # 2. fine-tune on reversing: full, then LoRA at each rank
+    results = []
+    full = fresh()
+    secs = train(full, cfg, cfg.task, cfg.finetune_steps, cfg.lr_full, cfg.seed + 2, logger("full"))
+    done += cfg.finetune_steps
+    results.append({"method": "full fine-tuning", "rank": None, "trainable": trainable(full), "seconds": secs,
+                    "task": exact_match(full, eval_task, k), "copy": exact_match(full, eval_copy, k)})
+    merge_err = 0.0
+    for r in cfg.train_ranks:
+        model = add_lora(fresh(), r, cfg.lora_alpha)
+        n_trainable = trainable(model)
+        if exact_match(model, eval_copy, k) != base_copy:
+            raise LabFailure("a fresh LoRA model (B = 0) should behave exactly like the base model")
+        secs = train(model, cfg, cfg.task, cfg.finetune_steps, cfg.lr_lora, cfg.seed + 2, logger(f"lora_r{r}"))
+        done += cfg.finetune_steps
+        scores = {"task": exact_match(model, eval_task, k), "copy": exact_match(model, eval_copy, k)}
+        with torch.no_grad():  # merging is exact algebra: check it in float64, report float32 too
+            errs = []
+            for dtype in (torch.float64, torch.float32):
+                m = copy.deepcopy(model).to(dtype)
+                adapter_logits = m(input_ids=eval_task).logits
+                errs.append((merge_lora(m)(input_ids=eval_task).logits - adapter_logits).abs().max().item())
+            err, err32 = errs
+        merge_err = max(merge_err, err)
+        results.append({"method": f"LoRA r={r}", "rank": r, "trainable": n_trainable, "seconds": secs, **scores,
+                        "merge_err": err, "merge_err32": err32})
+    if merge_err > 1e-5:
+        raise LabFailure(f"merged weights differ from the adapter form by {merge_err:.3g} (> 1e-5)")
+
+    # 3. trainable parameters and optimizer memory by rank
+    r_mem = max(cfg.train_ranks)
+    calc_pred = calculator_prediction(cfg, n_params, trainable(add_lora(fresh(), r_mem, cfg.lora_alpha)), seq_len, cfg.batch)
+    rank_rows = []
+    full_adam = 8 * n_params
+    for r in cfg.ranks:
+        model = add_lora(fresh(), r, cfg.lora_alpha)
+        t = trainable(model)
+        from_calc = calc_pred["lora_params"][r] if calc_pred else None
+        rank_rows.append([r, t, t / n_params, from_calc, 8 * t, full_adam - 8 * t])
+    emit.table("lora_by_rank", ["rank", "trainable_params", "fraction_of_model", "calc_lora_params",
+                                "adam_bytes", "adam_bytes_saved_vs_full"], rank_rows)
+    emit.table("finetune_scores", ["method", "trainable_params", "task_exact_match", "copy_exact_match_after",
+                                   "train_seconds", "merged_vs_adapter_logits_fp64", "merged_vs_adapter_logits_fp32"],
+               [[r["method"], r["trainable"], r["task"], r["copy"], r["seconds"], r.get("merge_err"), r.get("merge_err32")]
+                for r in results])
+
+    # 4. training memory, measured vs the calculator
+    ids = make_batch(cfg.batch, cfg, cfg.task, torch.Generator().manual_seed(cfg.seed + 3)).to(device)
+    measured_full = measure_training_step(fresh(), ids, k, cfg.lr_full)
+    lora_model = add_lora(fresh(), r_mem, cfg.lora_alpha)
+    measured_lora = measure_training_step(lora_model, ids, k, cfg.lr_lora)
+    mem_rows = []
+    if calc_pred is None:
+        emit.log("llmcore_tui.core.calc is not available: memory shown without the calculator's prediction")
+    else:
+        if calc_pred["params"] != n_params:
+            raise LabFailure(f"the calculator counts {calc_pred['params']} parameters, the model has {n_params}")
+    pred = calc_pred or {}
+    for part in ("weights", "gradients", "adam"):
+        mem_rows.append([part, measured_full[part], pred.get(part), measured_lora[part], pred.get(f"lora_{part}")])
+    act_fp32 = pred["activations_fp16"] * 2 if pred else None  # the formula counts fp16 bytes; this model is fp32
+    mem_rows.append(["activations", measured_full["activations"], act_fp32, measured_lora["activations"], act_fp32])
+    emit.table("training_memory", ["part", "full_ft_measured_bytes", "full_ft_calc_bytes",
+                                   f"lora_r{r_mem}_measured_bytes", f"lora_r{r_mem}_calc_bytes"], mem_rows)
+    states_match = bool(pred) and all(measured_full[p] == pred[p] and measured_lora[p] == pred[f"lora_{p}"]
+                                      for p in ("weights", "gradients", "adam"))
+    if pred and not states_match:
+        emit.log("note: measured weights/gradients/Adam bytes differ from the calculator (see training_memory)")
+
+    best_lora = max((r for r in results if r["rank"] is not None), key=lambda r: r["task"])
+    emit.summary({
+        "params": n_params,
+        "base_copy_exact_match": base_copy,
+        "base_task_exact_match": base_task,
+        "full_ft_task_exact_match": results[0]["task"],
+        **{f"lora_r{r['rank']}_task_exact_match": r["task"] for r in results if r["rank"] is not None},
+        **{f"lora_r{row[0]}_trainable_fraction": row[2] for row in rank_rows},
+        "best_lora_rank": best_lora["rank"],
+        "merged_max_abs_diff": merge_err,
+        "adam_bytes_full": measured_full["adam"],
+        f"adam_bytes_lora_r{r_mem}": measured_lora["adam"],
+        "measured_weights_bytes": measured_full["weights"],
+        "measured_gradient_bytes": measured_full["gradients"],
+        "measured_activation_bytes": measured_full["activations"],
+        "calc_available": calc_pred is not None,
+        "calc_model_states_match": states_match,
+        "calc_activation_ratio": (measured_full["activations"] / act_fp32) if act_fp32 else None,
+    })
