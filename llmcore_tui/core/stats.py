@@ -207,15 +207,15 @@ def _valid(conn: sqlite3.Connection, lo: float) -> str:
 
 
 def _is_review_state(column: str) -> str:
-    """SQL: the JSON object in ``column`` (an ``srs_items`` row as Srs writes it: flat, with
-    ``json.dumps`` spacing) has ``state`` = Review. A substring test answers for that format
-    without parsing the JSON, which is several times faster (inside a JSON string a quote is
-    escaped, so ``"state": `` can only be the top-level key); any other format falls back to
-    ``json_extract``."""
-    key, state = '"state": ', REVIEW_STATE
-    return (f"(CASE WHEN instr({column}, '{key}') > 0 "
-            f"THEN (instr({column}, '{key}{state},') > 0 OR instr({column}, '{key}{state}}}') > 0) "
-            f"ELSE coalesce(json_extract({column}, '$.state') = {state}, 0) END)")
+    """SQL: the JSON object in ``column`` has ``state`` = Review. Srs writes an ``srs_items``
+    row there with ``json.dumps``: flat, keys in column order (``state`` then ``stability``),
+    ``": "`` and ``", "`` separators. For that format a substring test answers without parsing
+    the JSON (about 4x faster over a long history): inside a JSON string a quote is escaped,
+    so ``"state": `` can only be the top-level key. Text without that key (another spacing)
+    falls back to ``json_extract``."""
+    key = '"state": '
+    return (f"(instr({column}, '{key}{REVIEW_STATE},') > 0 OR (instr({column}, '{key}') = 0 "
+            f"AND coalesce(json_extract({column}, '$.state') = {REVIEW_STATE}, 0)))")
 
 
 def _sql_math(conn: sqlite3.Connection) -> bool:
