@@ -1,0 +1,378 @@
+"""Connecting a frozen vision encoder to a frozen language model: MLP projector vs Q-Former.
+
+A vision-language model feeds an image to a language model as a few "visual tokens": vectors in
+the LM's input-embedding space, placed before the text. Stage 1 of LLaVA and BLIP-2 trains only
+the connector that makes them, with the vision encoder and the LM both frozen:
+
+    LLaVA-style MLP projector:  z_i = W2 gelu(W1 v_i)      for every patch feature v_i
+                                (N patches -> N visual tokens)
+    Q-Former-style connector:   Q (K learned queries) attend to the patches,
+                                z = FFN(Q + softmax(Q_W (V W_k)^T / sqrt(d)) V W_v)   (K tokens)
+
+and the loss is the LM's cross-entropy on the caption given the visual tokens,
+-sum_t log p_LM(caption_t | z_1..z_N, <sep>, caption_<t), with gradients reaching only the
+connector. The MLP keeps every patch (N tokens, each carrying one place of the image); the
+Q-Former compresses the image into K << N tokens, so the LM's sequence, and its attention cost,
+is shorter.
+
+Everything here is made by the lab and small:
+- images: 3 x 24 x 24 tensors, a 3 x 3 grid of cells, one coloured shape (4 colours x 4 shapes)
+  in one cell (9 places), with random brightness and pixel noise. The caption is
+  "<colour> <shape> <row> <column>" (e.g. "red disk top left"); 144 possible captions.
+- the vision encoder: 6 x 6 patches (16 of them) -> linear patch embedding + learned positions
+  -> 2 transformer layers. It is pretrained briefly on the lab's own images to predict the four
+  attributes from its mean-pooled output (a stand-in for CLIP pretraining), then frozen.
+- the LM: the tiny Llama of ``labs._tinylm`` (2 layers, hidden 64) over an 18-word vocabulary,
+  pretrained on text only, then frozen. Its text task teaches it to read a context: the four
+  caption words in random order, scattered among filler words (context length 4 to 16), then
+  <sep>, then the caption in canonical order and <eos>. A connector succeeds when its visual
+  tokens work as such a context.
+
+Reported for each connector: exact-match and per-word accuracy of greedy captions on held-out
+images (chance: 1/144 exact, 1/4, 1/4, 1/3, 1/3 per word), the number of visual tokens, the
+connector's parameters and its training time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from labs._runtime import Emitter, LabFailure
+from labs._tinylm import build_model, count_parameters, cpu_threads, model_config
+
+COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 0.9, 0.1), "blue": (0.15, 0.3, 1.0), "yellow": (1.0, 0.9, 0.1)}
+SHAPES = ("square", "disk", "triangle", "cross")
+ROWS = ("top", "middle", "bottom")
+COLS = ("left", "centre", "right")
+SPECIAL = ("<pad>", "<sep>", "<eos>", "<fill>")
+VOCAB = SPECIAL + tuple(COLOURS) + SHAPES + ROWS + COLS
+WORD = {w: i for i, w in enumerate(VOCAB)}
+SEP, EOS, FILL = WORD["<sep>"], WORD["<eos>"], WORD["<fill>"]
+FIELDS = (tuple(COLOURS), SHAPES, ROWS, COLS)  # caption order
+CELL, GRID, PATCH = 8, 3, 6
+SIZE = CELL * GRID
+N_PATCHES = (SIZE // PATCH) ** 2
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    device: str = "cpu"
+    # data
+    n_train: int = 4000
+    n_eval: int = 500
+    noise: float = 0.08
+    # vision encoder
+    vit_dim: int = 64
+    vit_layers: int = 2
+    vit_steps: int = 400
+    # language model
+    lm_dim: int = 64
+    lm_layers: int = 2
+    lm_ff: int = 128
+    lm_steps: int = 800
+    # connectors
+    queries: int = 4  # Q-Former's learned queries = its visual tokens
+    connector_steps: int = 600
+    batch: int = 32
+    lr: float = 3e-3
+    log_every: int = 50
+
+    def validate(self) -> None:
+        if self.queries < 1 or self.queries >= N_PATCHES:
+            raise ValueError(f"queries must be between 1 and {N_PATCHES - 1} (fewer than the patches)")
+        if min(self.n_train, self.n_eval, self.batch) < 1:
+            raise ValueError("n_train, n_eval and batch must be positive")
+        if self.vit_dim % 4 or self.lm_dim % 4:
+            raise ValueError("vit_dim and lm_dim must divide by 4 (attention heads)")
+
+
+TOY = {"n_train": 2000, "n_eval": 300, "vit_steps": 150, "lm_steps": 250, "connector_steps": 200}
+
+
+# -- data ----------------------------------------------------------------------------------
+
+def shape_mask(shape: str) -> torch.Tensor:
+    """An 8 x 8 boolean mask of the shape, centred in its cell."""
+    y, x = torch.meshgrid(torch.arange(CELL) + 0.5, torch.arange(CELL) + 0.5, indexing="ij")
+    c = CELL / 2
+    if shape == "square":
+        return (abs(y - c) < 3) & (abs(x - c) < 3)
+    if shape == "disk":
+        return (y - c) ** 2 + (x - c) ** 2 < 3.3 ** 2
+    if shape == "triangle":  # apex at the top
+        return (y > 1) & (y < 7) & (abs(x - c) < (y - 1) * 0.6)
+    if shape == "cross":
+        return ((abs(y - c) < 1.2) & (abs(x - c) < 3.5)) | ((abs(x - c) < 1.2) & (abs(y - c) < 3.5))
+    raise ValueError(shape)
+
+
+MASKS = {s: shape_mask(s) for s in SHAPES}
+
+
+def make_images(n: int, noise: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n images (n, 3, 24, 24) and their attribute labels (n, 4): colour, shape, row, column."""
+    labels = torch.stack([torch.randint(len(f), (n,), generator=gen) for f in FIELDS], dim=1)
+    images = noise * torch.randn(n, 3, SIZE, SIZE, generator=gen)
+    bright = 0.7 + 0.3 * torch.rand(n, generator=gen)
+    for i in range(n):
+        c, s, r, col = labels[i].tolist()
+        rgb = torch.tensor(COLOURS[FIELDS[0][c]]) * bright[i]
+        mask = MASKS[SHAPES[s]].float()
+        images[i, :, r * CELL:(r + 1) * CELL, col * CELL:(col + 1) * CELL] += rgb[:, None, None] * mask
+    return images, labels
+
+
+def caption_ids(labels: torch.Tensor) -> torch.Tensor:
+    """(n, 5): the four caption words in canonical order, then <eos>."""
+    words = [[WORD[FIELDS[f][int(v)]] for f, v in enumerate(row)] + [EOS] for row in labels]
+    return torch.tensor(words)
+
+
+def text_contexts(labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The LM's text-only task: caption words shuffled among fillers, then <sep>, caption, <eos>.
+    One context length (4 to N_PATCHES) per batch, so no padding is needed."""
+    n = labels.shape[0]
+    length = int(torch.randint(4, N_PATCHES + 1, (1,), generator=gen))
+    ctx = torch.full((n, length), FILL)
+    caps = caption_ids(labels)
+    for i in range(n):
+        slots = torch.randperm(length, generator=gen)[:4]
+        ctx[i, slots] = caps[i, :4][torch.randperm(4, generator=gen)]
+    return torch.cat([ctx, torch.full((n, 1), SEP), caps], dim=1)
+
+
+# -- models --------------------------------------------------------------------------------
+
+class VisionEncoder(torch.nn.Module):
+    """Patch embedding + learned positions + a small transformer; returns patch features."""
+
+    def __init__(self, dim: int, layers: int):
+        super().__init__()
+        self.embed = torch.nn.Linear(3 * PATCH * PATCH, dim)
+        self.pos = torch.nn.Parameter(torch.randn(N_PATCHES, dim) * 0.02)
+        layer = torch.nn.TransformerEncoderLayer(dim, 4, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        self.blocks = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = torch.nn.LayerNorm(dim)
+        self.heads = torch.nn.ModuleList(torch.nn.Linear(dim, len(f)) for f in FIELDS)  # pretraining only
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        b = images.shape[0]
+        patches = images.unfold(2, PATCH, PATCH).unfold(3, PATCH, PATCH)  # b, 3, 4, 4, 6, 6
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(b, N_PATCHES, -1)
+        return self.norm(self.blocks(self.embed(patches) + self.pos))
+
+    def classify(self, images: torch.Tensor) -> list[torch.Tensor]:
+        pooled = self.forward(images).mean(dim=1)
+        return [head(pooled) for head in self.heads]
+
+
+class MLPProjector(torch.nn.Module):
+    """LLaVA-1.5: a two-layer MLP applied to every patch feature (N patches -> N tokens)."""
+
+    def __init__(self, vit_dim: int, lm_dim: int):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(vit_dim, lm_dim), torch.nn.GELU(), torch.nn.Linear(lm_dim, lm_dim))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.net(feats)
+
+
+class QFormer(torch.nn.Module):
+    """BLIP-2 style, reduced to its core: K learned queries, self-attention among them,
+    cross-attention to the patch features, an MLP, then a projection to the LM (K tokens)."""
+
+    def __init__(self, vit_dim: int, lm_dim: int, queries: int, heads: int = 4):
+        super().__init__()
+        self.queries = torch.nn.Parameter(torch.randn(queries, vit_dim) * 0.02)
+        self.norm_q, self.norm_kv, self.norm_s, self.norm_m = (torch.nn.LayerNorm(vit_dim) for _ in range(4))
+        self.self_attn = torch.nn.MultiheadAttention(vit_dim, heads, batch_first=True)
+        self.cross = torch.nn.MultiheadAttention(vit_dim, heads, batch_first=True)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(vit_dim, 2 * vit_dim), torch.nn.GELU(), torch.nn.Linear(2 * vit_dim, vit_dim))
+        self.out = torch.nn.Linear(vit_dim, lm_dim)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        q = self.queries.expand(feats.shape[0], -1, -1)
+        h = self.norm_s(q)
+        q = q + self.self_attn(h, h, h, need_weights=False)[0]
+        kv = self.norm_kv(feats)
+        q = q + self.cross(self.norm_q(q), kv, kv, need_weights=False)[0]
+        q = q + self.mlp(self.norm_m(q))
+        return self.out(q)
+
+
+def lm_inputs(lm: torch.nn.Module, visual: torch.Tensor, caption: torch.Tensor) -> torch.Tensor:
+    """[visual tokens, <sep>, caption] as input embeddings."""
+    emb = lm.get_input_embeddings()
+    sep = emb(torch.full((visual.shape[0], 1), SEP, device=visual.device))
+    return torch.cat([visual, sep, emb(caption)], dim=1)
+
+
+def caption_loss(lm: torch.nn.Module, prefix_len: int, inputs: torch.Tensor, caption: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the caption tokens only; position prefix_len + t predicts caption t."""
+    logits = lm(inputs_embeds=inputs).logits[:, prefix_len:prefix_len + caption.shape[1]]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), caption.reshape(-1))
+
+
+@torch.no_grad()
+def greedy_captions(lm: torch.nn.Module, visual: torch.Tensor, n_words: int = 4) -> torch.Tensor:
+    """Generate n_words tokens after [visual tokens, <sep>]; returns (n, n_words) ids."""
+    emb = lm.get_input_embeddings()
+    inputs = torch.cat([visual, emb(torch.full((visual.shape[0], 1), SEP, device=visual.device))], dim=1)
+    out = []
+    for _ in range(n_words):
+        nxt = lm(inputs_embeds=inputs).logits[:, -1].argmax(-1)
+        out.append(nxt)
+        inputs = torch.cat([inputs, emb(nxt)[:, None]], dim=1)
+    return torch.stack(out, dim=1)
+
+
+def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    gold = caption_ids(labels)[:, :4]
+    right = pred == gold
+    return {"exact": right.all(dim=1).float().mean().item(),
+            **{name: right[:, i].float().mean().item() for i, name in enumerate(("colour", "shape", "row", "column"))}}
+
+
+def freeze(module: torch.nn.Module) -> torch.nn.Module:
+    for p in module.parameters():
+        p.requires_grad_(False)
+        p.grad = None
+    return module.eval()
+
+
+# -- the lab -------------------------------------------------------------------------------
+
+def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
+    total = cfg.vit_steps + cfg.lm_steps + 2 * cfg.connector_steps
+    emit.start(cfg, total_steps=total)
+    with cpu_threads(1):
+        _run(cfg, emit, out_dir, total)
+
+
+def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
+    device = cfg.device
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_x, train_y = make_images(cfg.n_train, cfg.noise, gen)
+    eval_x, eval_y = make_images(cfg.n_eval, cfg.noise, gen)
+    train_x, train_y, eval_x, eval_y = (t.to(device) for t in (train_x, train_y, eval_x, eval_y))
+    done = 0
+
+    def batches(n: int, steps: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        for step in range(1, steps + 1):
+            yield step, torch.randint(n, (cfg.batch,), generator=g)
+
+    # 1. pretrain the vision encoder on the attributes, then freeze it
+    torch.manual_seed(cfg.seed)
+    vit = VisionEncoder(cfg.vit_dim, cfg.vit_layers).to(device)
+    opt = torch.optim.AdamW(vit.parameters(), lr=cfg.lr)
+    for step, idx in batches(cfg.n_train, cfg.vit_steps, cfg.seed + 1):
+        logits = vit.classify(train_x[idx])
+        loss = sum(F.cross_entropy(lg, train_y[idx, f]) for f, lg in enumerate(logits))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % cfg.log_every == 0:
+            emit.metric(done + step, **{"losses/vision_pretrain": loss.item()})
+            emit.progress(done + step)
+    done += cfg.vit_steps
+    freeze(vit)
+    with torch.no_grad():
+        vit_acc = min((lg.argmax(-1) == eval_y[:, f]).float().mean().item() for f, lg in enumerate(vit.classify(eval_x)))
+        train_feats, eval_feats = vit(train_x), vit(eval_x)  # frozen: compute once
+    emit.log(f"vision encoder pretrained: worst attribute accuracy {vit_acc:.3f} on held-out images; frozen")
+
+    # 2. pretrain the LM on text only, then freeze it
+    torch.manual_seed(cfg.seed + 2)
+    lm = build_model(model_config(cfg.lm_dim, cfg.lm_layers, 4, cfg.lm_ff, max_len=N_PATCHES + 8,
+                                  vocab_size=len(VOCAB))).to(device)
+    opt = torch.optim.AdamW(lm.parameters(), lr=cfg.lr)
+    text_gen = torch.Generator().manual_seed(cfg.seed + 3)
+    for step, idx in batches(cfg.n_train, cfg.lm_steps, cfg.seed + 4):
+        ids = text_contexts(train_y[idx].cpu(), text_gen).to(device)
+        start = ids.shape[1] - 5  # the caption (4 words + <eos>) follows <sep>
+        logits = lm(input_ids=ids).logits[:, start - 1:-1]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, start:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % cfg.log_every == 0:
+            emit.metric(done + step, **{"losses/lm_text_pretrain": loss.item()})
+            emit.progress(done + step)
+    done += cfg.lm_steps
+    freeze(lm)
+    with torch.no_grad():
+        ids = text_contexts(eval_y.cpu(), torch.Generator().manual_seed(cfg.seed + 5)).to(device)
+        text_acc = greedy_text_accuracy(lm, ids, eval_y)
+    emit.log(f"LM pretrained on text only: exact caption from a shuffled text context {text_acc:.3f}; frozen")
+    if text_acc < 0.5:
+        raise LabFailure(f"the text-only LM did not learn its task (exact match {text_acc:.3f})")
+
+    # 3. stage 1: train only the connector
+    results = {}
+    for name, connector in (("mlp_projector", MLPProjector(cfg.vit_dim, cfg.lm_dim)),
+                            ("qformer", QFormer(cfg.vit_dim, cfg.lm_dim, cfg.queries))):
+        torch.manual_seed(cfg.seed + 6)
+        connector = connector.to(device)
+        opt = torch.optim.AdamW(connector.parameters(), lr=cfg.lr)
+        captions = caption_ids(train_y.cpu()).to(device)
+        t0 = time.perf_counter()
+        for step, idx in batches(cfg.n_train, cfg.connector_steps, cfg.seed + 7):
+            visual = connector(train_feats[idx])
+            loss = caption_loss(lm, visual.shape[1], lm_inputs(lm, visual, captions[idx]), captions[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % cfg.log_every == 0:
+                emit.metric(done + step, **{f"losses/{name}": loss.item()})
+                emit.progress(done + step)
+        seconds = time.perf_counter() - t0
+        done += cfg.connector_steps
+        if any(p.grad is not None for p in list(lm.parameters()) + list(vit.parameters())):
+            raise LabFailure("a frozen model received gradients")
+        with torch.no_grad():
+            visual = connector(eval_feats)
+            acc = accuracy(greedy_captions(lm, visual), eval_y)
+        results[name] = {"tokens": visual.shape[1], "params": count_parameters(connector), "seconds": seconds, **acc}
+        emit.metric(done, **{f"eval/{name}_exact": acc["exact"]})
+
+    chance = {"exact": 1 / 144, "colour": 1 / 4, "shape": 1 / 4, "row": 1 / 3, "column": 1 / 3}
+    cols = ["connector", "visual_tokens", "lm_tokens_per_example", "params", "train_seconds", "exact_match",
+            "colour", "shape", "row", "column"]
+    rows = [[n, r["tokens"], r["tokens"] + 6, r["params"], r["seconds"], r["exact"], r["colour"], r["shape"], r["row"],
+             r["column"]] for n, r in results.items()]
+    rows.append(["chance", None, None, None, None, chance["exact"], chance["colour"], chance["shape"], chance["row"],
+                 chance["column"]])
+    emit.table("connectors", cols, rows)
+    mlp, qf = results["mlp_projector"], results["qformer"]
+    emit.summary({
+        "vision_encoder_attribute_accuracy": vit_acc,
+        "lm_text_only_exact_match": text_acc,
+        "mlp_exact_match": mlp["exact"],
+        "qformer_exact_match": qf["exact"],
+        "mlp_mean_word_accuracy": sum(mlp[k] for k in ("colour", "shape", "row", "column")) / 4,
+        "qformer_mean_word_accuracy": sum(qf[k] for k in ("colour", "shape", "row", "column")) / 4,
+        "chance_exact_match": chance["exact"],
+        "chance_mean_word_accuracy": (1 / 4 + 1 / 4 + 1 / 3 + 1 / 3) / 4,
+        "mlp_visual_tokens": mlp["tokens"],
+        "qformer_visual_tokens": qf["tokens"],
+        "mlp_connector_params": mlp["params"],
+        "qformer_connector_params": qf["params"],
+        "mlp_train_seconds": mlp["seconds"],
+        "qformer_train_seconds": qf["seconds"],
+    })
+
+
+@torch.no_grad()
+def greedy_text_accuracy(lm: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor) -> float:
+    """Exact match of greedy captions after a text context (the LM's own pretraining task)."""
+    prefix = ids[:, : ids.shape[1] - 5]
+    pred = greedy_captions(lm, lm.get_input_embeddings()(prefix[:, :-1]))  # greedy_captions appends <sep>
+    return accuracy(pred, labels)["exact"]
