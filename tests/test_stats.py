@@ -254,17 +254,6 @@ def test_python_fallback_matches_sql(history, monkeypatch):
     assert [w.item_id for w in python[1]] == [w.item_id for w in sql[1]]
 
 
-def test_same_numbers_with_an_undo_index(history):
-    before = (stats.review_heatmap(history, days=14), stats.first_review_retention(history, days=14),
-              stats.true_retention(history), stats.true_retention(history, since=date(2026, 3, 1)))
-    assert not stats.has_undo_index(history.store.conn)
-    history.store.conn.execute(stats.UNDO_INDEX_SQL)
-    assert stats.has_undo_index(history.store.conn)
-    after = (stats.review_heatmap(history, days=14), stats.first_review_retention(history, days=14),
-             stats.true_retention(history), stats.true_retention(history, since=date(2026, 3, 1)))
-    assert after == before
-
-
 def test_undo_through_srs_is_excluded(course):
     """The real Srs writes: rate two new cards, undo the second; only the first counts."""
     from llmcore_tui.core.srs import NewItem

@@ -57,7 +57,7 @@ async def test_command_palette_lists_every_screen(course):
     app = LlmcoreApp(course)
     async with app.run_test(size=(100, 40)) as pilot:
         titles = {command.title for command in app.get_system_commands(app.screen)}
-    assert {"Today", "Review", "Roadmap", "Labs", "Quiz", "Calculator", "Help"} <= titles
+    assert {"Today", "Review", "Roadmap", "Labs", "Quiz", "Stats", "Calculator", "Help"} <= titles
 
 
 async def test_export_brief_from_the_app(course, tmp_path, monkeypatch):

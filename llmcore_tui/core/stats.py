@@ -23,10 +23,8 @@ Conventions shared by every function here:
     heatmap then subtracts the undo rows and the reviews they took back (fetched by id).
   * :func:`first_review_retention` and :func:`true_retention` read the reviews of their
     window only (through the ``reviewed_ts`` index).
-  * Undo rows are found through an index on ``reviews(undoes)`` when the database has one
-    (:data:`UNDO_INDEX_SQL`: a partial index holding only the undo rows); without it, by
-    reading the reviews of the window (an undo is written after the review it takes back; a
-    day of margin covers a clock stepping back), which is the slow part of the heatmap.
+  * Undo rows are found through the schema's partial index on ``reviews(undoes)``, which
+    holds only the undo rows.
   * :func:`module_mastery` and :func:`weakest_cards` read ``srs_items`` only, never the
     history: a module's review count is the sum of its items' ``reps``, which
     :class:`~llmcore_tui.core.srs.Srs` keeps equal to the ratings in effect (+1 per rating,
@@ -53,8 +51,6 @@ if TYPE_CHECKING:
     from llmcore_tui.core.store import Store
 
 REVIEW_STATE = 2  # fsrs.State.Review: the item has graduated from its (re)learning steps
-UNDO_MARGIN_S = 86400.0  # without an undo index, undo rows are searched from this long before a window
-UNDO_INDEX_SQL = "CREATE INDEX IF NOT EXISTS idx_reviews_undoes ON reviews(undoes) WHERE undoes IS NOT NULL"
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -182,28 +178,10 @@ def _days_cte(ranges: list[tuple[date, float, float]]) -> str:
     return f"days(i, lo, hi) AS (VALUES {rows})"
 
 
-def has_undo_index(conn: sqlite3.Connection) -> bool:
-    """Whether ``reviews`` has an index led by ``undoes`` (such as :data:`UNDO_INDEX_SQL`)."""
-    for index in conn.execute("PRAGMA index_list('reviews')").fetchall():
-        first = conn.execute(f"PRAGMA index_info('{index[1]}')").fetchone()
-        if first is not None and first[2] == "undoes":
-            return True
-    return False
-
-
-def _undo_where(conn: sqlite3.Connection, lo: float, alias: str = "u") -> str:
-    """SQL condition on ``alias`` selecting (at least) the undo rows that can take back reviews
-    made at or after ``lo``: all of them through the undo index when there is one, else those
-    written since ``lo`` minus a margin, through the ``reviewed_ts`` index."""
-    if lo == -math.inf or has_undo_index(conn):
-        return f"{alias}.undoes IS NOT NULL"
-    return f"{alias}.reviewed_ts >= {lo - UNDO_MARGIN_S!r} AND {alias}.rating IS NULL AND {alias}.undoes IS NOT NULL"
-
-
 def _valid(conn: sqlite3.Connection, lo: float) -> str:
     """SQL: review ``r`` (made at or after ``lo``) is a rating still in effect. The undone ids
     come from a non-correlated subquery, evaluated once per statement."""
-    return f"r.rating IS NOT NULL AND r.id NOT IN (SELECT u.undoes FROM reviews u WHERE {_undo_where(conn, lo)})"
+    return "r.rating IS NOT NULL AND r.id NOT IN (SELECT u.undoes FROM reviews u WHERE u.undoes IS NOT NULL)"
 
 
 def _is_review_state(column: str) -> str:
@@ -264,7 +242,7 @@ def review_heatmap(course: Course | Context, days: int = 84, today: date | None 
     end = ranges[-1][2]
     pairs = conn.execute(
         f"SELECT u.reviewed_ts, r.reviewed_ts FROM reviews u JOIN reviews r ON r.id = u.undoes "
-        f"WHERE {_undo_where(conn, starts[0])}"
+        "WHERE u.undoes IS NOT NULL"
     ).fetchall()
     for stamps in pairs:
         for ts in stamps:  # the undo row and the review it took back: neither counts
@@ -492,5 +470,5 @@ def format_report(r: Report) -> list[str]:
 __all__ = [
     "Context", "Retention", "DayRetention", "ModuleMastery", "WeakCard", "Report", "review_heatmap",
     "true_retention", "first_review_retention", "first_review_retention_total", "forecast", "module_mastery",
-    "weakest_cards", "retrievability", "report", "format_report", "has_undo_index", "UNDO_INDEX_SQL",
+    "weakest_cards", "retrievability", "report", "format_report",
 ]

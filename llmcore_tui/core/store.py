@@ -54,6 +54,8 @@ def _migration_1(db: Any) -> None:
     )
     db["reviews"].create_index(["item_id"])
     db["reviews"].create_index(["reviewed_ts"])
+    # partial: holds only undo rows, so statistics can exclude undone reviews without a scan
+    db.execute("CREATE INDEX idx_reviews_undoes ON reviews(undoes) WHERE undoes IS NOT NULL")
     db["quiz_attempts"].create(
         {
             "id": int, "sitting": str, "question_id": str, "module": str, "day": int,

@@ -36,6 +36,7 @@ class LlmcoreApp(App[int]):
         Binding("m", "roadmap", "Roadmap", id="go.roadmap", tooltip="The 14-day roadmap"),
         Binding("l", "labs", "Labs", id="go.labs", tooltip="Run the labs and watch their metrics live"),
         Binding("k", "quiz", "Quiz", id="go.quiz", tooltip="Quiz on today's module (ctrl+o picks another)"),
+        Binding("s", "stats", "Stats", id="go.stats", tooltip="Retention, review heatmap, forecast, mastery by module"),
         Binding("c", "calc", "Calculator", id="go.calc", tooltip="Memory calculator: KV cache, weights, ZeRO, LoRA"),
         Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Keys and how the course works"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit (everything is already saved)"),
@@ -89,6 +90,9 @@ class LlmcoreApp(App[int]):
     def action_quiz(self) -> None:
         self._open("quiz", "quiz", "QuizScreen")
 
+    def action_stats(self) -> None:
+        self._open("stats", "stats", "StatsScreen")
+
     def action_calc(self) -> None:
         self._open("calc", "calc", "CalcScreen")
 
@@ -107,6 +111,8 @@ class LlmcoreApp(App[int]):
         yield SystemCommand("Labs", "Run a lab (toy or full preset), watch its metrics, compare runs", self.action_labs)
         yield SystemCommand("Quiz", "Quiz on today's module; misses come back in Review", self.action_quiz)
         yield SystemCommand("Calculator", "KV cache, weights, ZeRO training memory and LoRA by preset", self.action_calc)
+        yield SystemCommand("Stats", "True retention vs desired, 12-week review heatmap, 14-day forecast, mastery by module",
+                            self.action_stats)
         yield SystemCommand("Export brief (HTML)", "Write brief.html (key ideas, mastery, lab evidence) to the current folder",
                             lambda: self.export_brief("html"))
         yield SystemCommand("Export brief (Markdown)", "Write brief.md to the current folder",

@@ -13,7 +13,7 @@ HELP_TEXT = """\
 
 [b]Everywhere[/b]
   t  Today          r  Review          m  Roadmap
-  l  Labs           k  Quiz            c  Calculator
+  l  Labs           k  Quiz            s  Stats           c  Calculator
   ctrl+p  command palette (every screen, theme, keys)
   ?  this help      q  quit — every rating is saved the moment you make it
 
