@@ -47,6 +47,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from labs._runtime import Emitter, LabFailure
+from labs._tinylm import cpu_threads
 
 
 @dataclass
@@ -266,7 +267,11 @@ def growth_exponent(step_times: list[float]) -> float:
 def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     total = len(cfg.seq_lens) + len(cfg.kv_heads) + 1
     emit.start(cfg, total_steps=total)
-    torch.set_num_threads(1)  # stable timings on a shared CPU
+    with cpu_threads(1):  # stable timings on a shared CPU
+        _run(cfg, emit, out_dir, total)
+
+
+def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
     device = cfg.device
     done = 0
 

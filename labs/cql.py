@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from labs._runtime import Emitter, LabFailure
+from labs._tinylm import cpu_threads
 
 ENV_ID = "CliffWalking-v1"
 ROWS, COLS = 4, 12
@@ -232,7 +233,11 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     alphas = sorted(set(cfg.alpha_sweep) | {0.0, cfg.cql_alpha})  # alpha = 0 is naive DQN
     n_runs = 1 + len(alphas)  # behaviour cloning, then one Q-learner per alpha
     emit.start(cfg, total_steps=n_runs * cfg.train_steps)
-    torch.set_num_threads(1)  # tiny matmuls: a second thread only adds contention on a shared CPU
+    with cpu_threads(1):  # tiny matmuls: a second thread only adds contention on a shared CPU
+        _run(cfg, emit, out_dir, alphas)
+
+
+def _run(cfg: Config, emit: Emitter, out_dir: Path, alphas: list[float]) -> None:
     rng = np.random.default_rng(cfg.seed)
     data = collect(cfg, rng)
     covered = np.zeros((N_STATES, N_ACTIONS), dtype=bool)

@@ -125,7 +125,7 @@ class Config:
             raise ValueError("pp_repeats must be >= 1 and timeout_s > 0")
 
 
-TOY = {"micro_batches": (2, 4, 8), "pp_repeats": 4, "timeout_s": 150.0}
+TOY = {"micro_batches": (2, 4, 8), "pp_repeats": 5, "timeout_s": 150.0}
 
 
 # -- formulas ------------------------------------------------------------------------------
@@ -259,24 +259,16 @@ def build_mesh(cfg: Config, rank: int) -> Mesh:
     tp, pp, dp = cfg.tp, cfg.pp, cfg.dp
     coord = lambda d, s, t: (d * pp + s) * tp + t  # noqa: E731
     mine: dict[str, Any] = {}
-    # every rank creates every group, in the same order (new_group is collective)
-    for d in range(dp):
-        for s in range(pp):
-            g = dist.new_group([coord(d, s, t) for t in range(tp)])
-            if rank in [coord(d, s, t) for t in range(tp)]:
-                mine["tp"] = g
-    for d in range(dp):
-        for t in range(tp):
-            ranks = [coord(d, s, t) for s in range(pp)]
-            g = dist.new_group(ranks)
+    along = {  # the rank lists of each axis's groups: that coordinate varies, the others are fixed
+        "tp": [[coord(d, s, t) for t in range(tp)] for d in range(dp) for s in range(pp)],
+        "pp": [[coord(d, s, t) for s in range(pp)] for d in range(dp) for t in range(tp)],
+        "dp": [[coord(d, s, t) for d in range(dp)] for s in range(pp) for t in range(tp)],
+    }
+    for axis, rank_lists in along.items():  # every rank creates every group, in the same order
+        for ranks in rank_lists:
+            group = dist.new_group(ranks)
             if rank in ranks:
-                mine["pp"] = g
-    for s in range(pp):
-        for t in range(tp):
-            ranks = [coord(d, s, t) for d in range(dp)]
-            g = dist.new_group(ranks)
-            if rank in ranks:
-                mine["dp"] = g
+                mine[axis] = group
     t_i, rest = rank % tp, rank // tp
     return Mesh(rank, rest // pp, rest % pp, t_i, mine["tp"], mine["pp"], mine["dp"])
 
@@ -452,7 +444,8 @@ def run_schedule(schedule: str, cfg: Config, mesh: Mesh, m: int, weights: list[t
     def forward(i: int, x: torch.Tensor | None) -> torch.Tensor:
         nonlocal loss_total
         t0 = time.perf_counter()
-        inp = (xs[i] if first else x).detach().requires_grad_(not first)
+        # stage 0 computes its input's gradient too (and drops it): every stage then does equal work
+        inp = (xs[i] if first else x).detach().requires_grad_(True)
         out = stage_forward(inp, weights)
         if last:  # the loss of the whole batch is the mean over micro-batches
             out = ((out - ys[i]) ** 2).mean() / m
@@ -804,9 +797,10 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     tp_err_out = max(r["tp"]["max_abs_err_out"] for r in results)
     tp_err_grad = max(r["tp"]["max_abs_err_grad"] for r in results)
     tp0 = results[0]["tp"]
-    emit.table("tensor_parallel", ["rank", "params_per_rank", "max_err_out", "max_err_grad", "bytes_sent", "bytes_analytic"],
+    emit.table("tensor_parallel", ["rank", "params_per_rank", "max_err_out", "max_err_grad", "all_reduces",
+                                   "bytes_sent", "bytes_analytic"],
                [[r["rank"], r["tp"]["params_per_rank"], r["tp"]["max_abs_err_out"], r["tp"]["max_abs_err_grad"],
-                 r["tp"]["bytes_sent"], r["tp"]["bytes_analytic"]] for r in results])
+                 r["tp"]["allreduces"], r["tp"]["bytes_sent"], r["tp"]["bytes_analytic"]] for r in results])
 
     # pipeline (pipeline 0: ranks with dp_i = tp_i = 0, in stage order)
     stage_results = sorted((r for r in results if r["coords"][0] == 0 and r["coords"][2] == 0), key=lambda r: r["coords"][1])

@@ -35,7 +35,6 @@ connector's parameters and its training time.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,25 +263,28 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
     train_x, train_y, eval_x, eval_y = (t.to(device) for t in (train_x, train_y, eval_x, eval_y))
     done = 0
 
-    def batches(n: int, steps: int, seed: int):
+    def fit(params, steps: int, seed: int, loss_of, name: str) -> float:
+        """AdamW on ``params`` for ``steps`` minibatches of training indices; returns seconds."""
+        nonlocal done
+        opt = torch.optim.AdamW(params, lr=cfg.lr)
         g = torch.Generator().manual_seed(seed)
+        t0 = time.perf_counter()
         for step in range(1, steps + 1):
-            yield step, torch.randint(n, (cfg.batch,), generator=g)
+            loss = loss_of(torch.randint(cfg.n_train, (cfg.batch,), generator=g))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % cfg.log_every == 0:
+                emit.metric(done + step, **{f"losses/{name}": loss.item()})
+                emit.progress(done + step)
+        done += steps
+        return time.perf_counter() - t0
 
     # 1. pretrain the vision encoder on the attributes, then freeze it
     torch.manual_seed(cfg.seed)
     vit = VisionEncoder(cfg.vit_dim, cfg.vit_layers).to(device)
-    opt = torch.optim.AdamW(vit.parameters(), lr=cfg.lr)
-    for step, idx in batches(cfg.n_train, cfg.vit_steps, cfg.seed + 1):
-        logits = vit.classify(train_x[idx])
-        loss = sum(F.cross_entropy(lg, train_y[idx, f]) for f, lg in enumerate(logits))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % cfg.log_every == 0:
-            emit.metric(done + step, **{"losses/vision_pretrain": loss.item()})
-            emit.progress(done + step)
-    done += cfg.vit_steps
+    fit(vit.parameters(), cfg.vit_steps, cfg.seed + 1, lambda idx: sum(
+        F.cross_entropy(lg, train_y[idx, f]) for f, lg in enumerate(vit.classify(train_x[idx]))), "vision_pretrain")
     freeze(vit)
     with torch.no_grad():
         vit_acc = min((lg.argmax(-1) == eval_y[:, f]).float().mean().item() for f, lg in enumerate(vit.classify(eval_x)))
@@ -293,20 +295,15 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
     torch.manual_seed(cfg.seed + 2)
     lm = build_model(model_config(cfg.lm_dim, cfg.lm_layers, 4, cfg.lm_ff, max_len=N_PATCHES + 8,
                                   vocab_size=len(VOCAB))).to(device)
-    opt = torch.optim.AdamW(lm.parameters(), lr=cfg.lr)
     text_gen = torch.Generator().manual_seed(cfg.seed + 3)
-    for step, idx in batches(cfg.n_train, cfg.lm_steps, cfg.seed + 4):
+
+    def text_loss(idx: torch.Tensor) -> torch.Tensor:
         ids = text_contexts(train_y[idx].cpu(), text_gen).to(device)
         start = ids.shape[1] - 5  # the caption (4 words + <eos>) follows <sep>
         logits = lm(input_ids=ids).logits[:, start - 1:-1]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, start:].reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % cfg.log_every == 0:
-            emit.metric(done + step, **{"losses/lm_text_pretrain": loss.item()})
-            emit.progress(done + step)
-    done += cfg.lm_steps
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, start:].reshape(-1))
+
+    fit(lm.parameters(), cfg.lm_steps, cfg.seed + 4, text_loss, "lm_text_pretrain")
     freeze(lm)
     with torch.no_grad():
         ids = text_contexts(eval_y.cpu(), torch.Generator().manual_seed(cfg.seed + 5)).to(device)
@@ -317,24 +314,17 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
 
     # 3. stage 1: train only the connector
     results = {}
-    for name, connector in (("mlp_projector", MLPProjector(cfg.vit_dim, cfg.lm_dim)),
-                            ("qformer", QFormer(cfg.vit_dim, cfg.lm_dim, cfg.queries))):
+    captions = caption_ids(train_y.cpu()).to(device)
+    for name, make in (("mlp_projector", lambda: MLPProjector(cfg.vit_dim, cfg.lm_dim)),
+                       ("qformer", lambda: QFormer(cfg.vit_dim, cfg.lm_dim, cfg.queries))):
         torch.manual_seed(cfg.seed + 6)
-        connector = connector.to(device)
-        opt = torch.optim.AdamW(connector.parameters(), lr=cfg.lr)
-        captions = caption_ids(train_y.cpu()).to(device)
-        t0 = time.perf_counter()
-        for step, idx in batches(cfg.n_train, cfg.connector_steps, cfg.seed + 7):
+        connector = make().to(device)
+
+        def connector_loss(idx: torch.Tensor) -> torch.Tensor:
             visual = connector(train_feats[idx])
-            loss = caption_loss(lm, visual.shape[1], lm_inputs(lm, visual, captions[idx]), captions[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if step % cfg.log_every == 0:
-                emit.metric(done + step, **{f"losses/{name}": loss.item()})
-                emit.progress(done + step)
-        seconds = time.perf_counter() - t0
-        done += cfg.connector_steps
+            return caption_loss(lm, visual.shape[1], lm_inputs(lm, visual, captions[idx]), captions[idx])
+
+        seconds = fit(connector.parameters(), cfg.connector_steps, cfg.seed + 7, connector_loss, name)
         if any(p.grad is not None for p in list(lm.parameters()) + list(vit.parameters())):
             raise LabFailure("a frozen model received gradients")
         with torch.no_grad():
