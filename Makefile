@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast bench check clean
+.PHONY: run test test-fast bench check smoke clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -23,6 +23,9 @@ test-fast: $(STAMP)
 
 check: $(STAMP)
 	$(VENV)/bin/llmcore-tui check
+
+smoke: $(STAMP)
+	$(VENV)/bin/llmcore-tui smoke
 
 bench: $(STAMP)
 	$(PY) benchmarks/startup.py
