@@ -13,13 +13,15 @@ $(STAMP): pyproject.toml scripts/setup.sh
 run: $(STAMP)
 	$(VENV)/bin/llmcore-tui
 
-# everything, including every lab's --toy run (what CI runs)
+# everything, including every lab's --toy run (what CI runs). Unit and UI tests run on two
+# workers; the labs run one at a time, since some measure timings (pipeline bubbles).
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not lab" -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -m lab $(PYTEST_ARGS)
 
 # unit and UI tests only: skips the lab toy runs
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not lab" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not lab" -n 2 $(PYTEST_ARGS)
 
 check: $(STAMP)
 	$(VENV)/bin/llmcore-tui check
