@@ -157,14 +157,14 @@ def train(kind: str, cfg: Config, D: dict[str, torch.Tensor], alpha: float, seed
           on_log=None) -> torch.nn.Module:
     """kind: 'bc' (cross-entropy on D's actions) or 'q' (DQN TD loss + alpha * CQL penalty)."""
     torch.manual_seed(seed)
-    net = make_net(cfg)
-    target = make_net(cfg)
+    net = make_net(cfg).to(cfg.device)
+    target = make_net(cfg).to(cfg.device)
     target.load_state_dict(net.state_dict())
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(seed)
     n = len(D["a"])
     for step in range(1, cfg.train_steps + 1):
-        idx = torch.randint(n, (cfg.batch_size,), generator=gen)
+        idx = torch.randint(n, (cfg.batch_size,), generator=gen).to(cfg.device)
         s, a = D["s"][idx], D["a"][idx]
         logits = net(s)
         if kind == "bc":
@@ -188,8 +188,9 @@ def train(kind: str, cfg: Config, D: dict[str, torch.Tensor], alpha: float, seed
 
 
 def q_table(net: torch.nn.Module) -> np.ndarray:
+    device = next(net.parameters()).device
     with torch.no_grad():
-        return net(torch.eye(N_STATES)).numpy().astype(np.float64)
+        return net(torch.eye(N_STATES, device=device)).cpu().numpy().astype(np.float64)
 
 
 def ood_gaps(table: np.ndarray, covered: np.ndarray, ood: np.ndarray) -> np.ndarray:
@@ -255,6 +256,7 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, alphas: list[float]) -> None
          "r": torch.as_tensor(data["r"], dtype=torch.float32),
          "s2": F.one_hot(torch.as_tensor(data["s2"]), N_STATES).float(),
          "done": torch.as_tensor(data["done"], dtype=torch.float32)}
+    D = {k: v.to(cfg.device) for k, v in D.items()}
 
     done_steps = 0
 

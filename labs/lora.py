@@ -15,13 +15,15 @@ model, so the float64 forms can agree to the last bit.) Written here by hand (no
 The lab
 1. pretrains the tiny LM (a ``transformers`` LlamaForCausalLM from ``labs._tinylm``: 2 layers,
    hidden 64) on a base task, copying a sequence: ``x1..xk | x1..xk``;
-2. fine-tunes it on a new task, reversing: ``x1..xk | xk..x1``, three ways: full fine-tuning,
-   and LoRA (on every linear layer of every block) at each rank in ``train_ranks``, reporting
-   the exact-match score on held-out sequences (every completion token right under greedy
-   decoding, which equals every teacher-forced argmax right);
+2. fine-tunes it on a new task (``task``): ``shift``, each symbol's successor
+   (``x1..xk | x1+1..xk+1``), or ``reverse`` (``x1..xk | xk..x1``, harder: it needs a new
+   attention pattern), by full fine-tuning and by LoRA (on every linear layer of every
+   block) at each rank in ``train_ranks``, reporting the exact-match score on held-out
+   sequences (every completion token right under greedy decoding, which equals every
+   teacher-forced argmax right);
 3. counts trainable parameters and their fraction for each rank in ``ranks``, and the Adam
    state bytes that full fine-tuning needs and LoRA does not;
-4. measures the training memory of one full fine-tuning step from the tensors themselves:
+4. measures the training memory of one training step (full, and LoRA) from the tensors themselves:
    weights and gradients (``p.grad``), Adam's m and v (the optimizer's state), and activations
    (every tensor autograd saves for the backward pass, caught with saved_tensors_hooks, each
    storage counted once, parameters left out), and sets each next to the prediction of the

@@ -29,13 +29,15 @@ runs p-s-1 warm-up forwards on stage s, then alternates one forward and one back
 Bubble definition used here: for each stage, the fraction of the pipeline's makespan (first
 forward start on any stage to last backward end on any stage) in which that stage is not
 computing, averaged over stages, from each rank's recorded timeline of forward/backward
-intervals. Other processes on the same cores can only add idle time, so of pp_repeats timed runs
-the least disturbed one (the smallest idle fraction, as ``timeit`` takes the best of its
-repeats) is reported, with the median and spread beside it. A stage's compute (about 20 ms
-forward per micro-batch) is sized to dwarf a send (well under 1 ms on loopback). GPipe holds all m micro-batches' activations at its peak; 1F1B holds at most p - s on
-stage s. Sends and receives are posted together with ``dist.batch_isend_irecv``: blocking
-send/recv would deadlock in 1F1B's steady state (stage s sends an activation forward while s+1
-sends a gradient back, each waiting for the other to receive).
+intervals. Of pp_repeats timed runs the median is reported, with the smallest and the spread
+beside it: other processes on the same cores distort single runs both ways (a stage that is
+descheduled leaves its neighbour waiting, while work that overlaps on busy cores slows down
+and makes the stages look busier). A stage's compute (about 20 ms forward per micro-batch) is
+sized to dwarf a send (well under 1 ms on loopback). GPipe holds all m micro-batches'
+activations at its peak; 1F1B holds at most p - s on stage s. Sends and receives are posted
+together with ``dist.batch_isend_irecv``: blocking send/recv would deadlock in 1F1B's steady
+state (stage s sends an activation forward while s+1 sends a gradient back, each waiting for the
+other to receive).
 
 Data parallelism: each of p ranks takes 1/p of the batch; averaging the gradients with a ring
 all-reduce gives exactly the full-batch gradient (2 (p-1)/p * Psi numbers sent per rank, Psi =
@@ -102,7 +104,7 @@ class Config:
     pp_layers: int = 6
     micro_batch: int = 128  # rows per micro-batch
     micro_batches: tuple[int, ...] = (1, 2, 4, 8, 16)
-    pp_repeats: int = 5  # timed runs per (schedule, m); the least disturbed one is reported
+    pp_repeats: int = 5  # timed runs per (schedule, m); the median idle fraction is reported
     # data parallel and ZeRO: an MLP of dp_layers Linear(dp_width, dp_width) layers
     dp_width: int = 64
     dp_layers: int = 4
@@ -558,7 +560,7 @@ def summarise_pipeline(cfg: Config, per_stage: list[dict[str, Any]]) -> list[dic
                 sent = [run["bytes_sent"] for _, run in stages]
             act_bytes = cfg.micro_batch * cfg.pp_width * 4
             analytic = [act_bytes * m * ((k < p - 1) + (k > 0)) for k in range(p)]
-            rows.append({"schedule": schedule, "m": m, "idle": min(idles), "idle_median": statistics.median(idles),
+            rows.append({"schedule": schedule, "m": m, "idle": statistics.median(idles), "idle_min": min(idles),
                          "idle_spread": max(idles) - min(idles), "bubble": bubble_fraction(p, m),
                          "peak_live": peaks, "peak_bytes": peak_bytes, "bytes_sent": sent, "bytes_analytic": analytic})
     return rows
@@ -786,6 +788,9 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     cores = os.cpu_count() or 1
     emit.log(f"{world} processes (tp={cfg.tp} x pp={cfg.pp} x dp={cfg.dp}) on {cores} cores, "
              f"{'nccl' if cfg.device.startswith('cuda') else 'gloo'} backend")
+    if cfg.device.startswith("cuda") and torch.cuda.device_count() < world:
+        raise LabFailure(f"NCCL needs one GPU per process: {world} processes, {torch.cuda.device_count()} GPUs; "
+                         "lower tp/pp/dp or use --device cpu")
     if cfg.pp > cores:
         emit.log(f"warning: pp={cfg.pp} stages share {cores} cores; the measured bubble will be too large")
     t0 = time.perf_counter()
@@ -805,9 +810,9 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     # pipeline (pipeline 0: ranks with dp_i = tp_i = 0, in stage order)
     stage_results = sorted((r for r in results if r["coords"][0] == 0 and r["coords"][2] == 0), key=lambda r: r["coords"][1])
     rows = summarise_pipeline(cfg, [r["pp"] for r in stage_results])
-    emit.table("pipeline_bubble", ["schedule", "m", "idle_measured", "bubble_formula", "idle_median", "idle_spread",
+    emit.table("pipeline_bubble", ["schedule", "m", "idle_measured", "bubble_formula", "idle_min", "idle_spread",
                                    "peak_live_per_stage", "bytes_sent_per_stage", "bytes_analytic_per_stage"],
-               [[r["schedule"], r["m"], r["idle"], r["bubble"], r["idle_median"], r["idle_spread"], r["peak_live"], r["bytes_sent"],
+               [[r["schedule"], r["m"], r["idle"], r["bubble"], r["idle_min"], r["idle_spread"], r["peak_live"], r["bytes_sent"],
                  r["bytes_analytic"]] for r in rows])
     for step, r in enumerate(rows):
         emit.metric(step, **{f"pipeline/{r['schedule']}_idle": r["idle"], "pipeline/bubble_formula": r["bubble"],
