@@ -127,7 +127,7 @@ class Config:
             raise ValueError("pp_repeats must be >= 1 and timeout_s > 0")
 
 
-TOY = {"micro_batches": (2, 4, 8), "pp_repeats": 5, "timeout_s": 150.0}
+TOY = {"micro_batches": (1, 2, 4), "pp_repeats": 5, "timeout_s": 150.0}
 
 
 # -- formulas ------------------------------------------------------------------------------
