@@ -603,24 +603,30 @@ def max_err(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return max((u - v).abs().max().item() for u, v in zip(a, b))
 
 
+def average_gradients(params: list, cfg: Config, mesh: Mesh, traffic: Traffic, label: str) -> int:
+    """Replace each gradient by its mean over the DP group (one ring all-reduce of all of them);
+    the mean of the ranks' mean losses is the full batch's mean loss. Returns the numbers reduced."""
+    flat = torch.cat([p.grad.flatten() for p in params])
+    summed = ring_all_reduce(flat, mesh.dp_group, traffic, label)
+    offset = 0
+    for p in params:
+        p.grad.copy_(summed[offset: offset + p.numel()].view_as(p) / cfg.dp)
+        offset += p.numel()
+    return flat.numel()
+
+
 def run_dp(cfg: Config, mesh: Mesh, device: str, traffic: Traffic, ref: tuple) -> dict[str, Any]:
     ref_grads, ref_params, _ = ref
     model = mlp(cfg, device)
     x, y = local_batch(cfg, mesh, device)
     F.mse_loss(model(x), y).backward()
     params = list(model.parameters())
-    flat = torch.cat([p.grad.flatten() for p in params])
     traffic.take("dp")
-    summed = ring_all_reduce(flat, mesh.dp_group, traffic, "dp")
+    psi = average_gradients(params, cfg, mesh, traffic, "dp")
     sent, _ = traffic.take("dp")
-    offset = 0
-    for p in params:  # the mean of the ranks' mean losses is the full batch's mean loss
-        p.grad.copy_(summed[offset: offset + p.numel()].view_as(p) / cfg.dp)
-        offset += p.numel()
     grads = [p.grad.clone() for p in params]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     opt.step()
-    psi = flat.numel()
     return {"max_abs_err_grad": max_err(grads, ref_grads), "max_abs_err_params": max_err(list(model.parameters()), ref_params),
             "bytes_sent": sent, "bytes_analytic": ring_allreduce_bytes(padded(psi, cfg.dp), cfg.dp), "params": psi}
 
@@ -645,12 +651,7 @@ def run_zero1(cfg: Config, mesh: Mesh, device: str, traffic: Traffic, ref: tuple
     psi = sum(p.numel() for p in params)
     opt = ZeroRedundancyOptimizer(params, optimizer_class=torch.optim.Adam, lr=cfg.lr, process_group=mesh.dp_group)
     traffic.take("zero1")
-    flat = torch.cat([p.grad.flatten() for p in params])
-    summed = ring_all_reduce(flat, mesh.dp_group, traffic, "zero1")
-    offset = 0
-    for p in params:
-        p.grad.copy_(summed[offset: offset + p.numel()].view_as(p) / cfg.dp)
-        offset += p.numel()
+    average_gradients(params, cfg, mesh, traffic, "zero1")  # as DDP would; ZeRO-1 keeps full gradients
     with counted_collectives(traffic, "zero1"):
         opt.step()  # updates this rank's shard, then broadcasts it
     sent, _ = traffic.take("zero1")
