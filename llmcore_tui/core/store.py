@@ -152,10 +152,10 @@ class Store:
         self.conn.close()
 
     # -- small helpers --------------------------------------------------------------------
-    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
         cursor = self.conn.execute(sql, params)
         columns = [c[0] for c in cursor.description or ()]
-        return [dict(zip(columns, row)) for row in cursor.fetchall()]  # type: ignore[misc]
+        return [dict(zip(columns, row)) for row in cursor.fetchall()]
 
     def scalar(self, sql: str, params: tuple | dict = ()) -> Any:
         row = self.conn.execute(sql, params).fetchone()
