@@ -1,0 +1,292 @@
+"""Supervised fine-tuning: completion-only cross-entropy on a tiny transformer.
+
+The model reads a prompt x = "07+45=" and is trained to write the completion y = "52<eos>".
+SFT is next-token cross-entropy, but only on the completion's tokens:
+
+    L_SFT(theta) = - (1 / sum_t m_t) * sum_t m_t * log p_theta(s_t | s_<t)
+
+over the concatenated sequence s = x ++ y, with the loss mask m_t = 1 on the tokens of y
+(its <eos> included) and 0 on the prompt and on padding. Masking the prompt matters: the
+operands are random digits, so predicting them is irreducible noise (ln 10 = 2.30 nats a
+digit); an unmasked loss spends most of its gradient and most of its value on them. The lab
+trains the masked model, then replays the same initial weights, data and learning-rate
+schedule without the mask for ``compare_steps`` steps, and compares both on the same
+held-out numbers: completion loss, token accuracy and the gold score (exact-match answers,
+greedy decoding) before and after.
+
+The masked model is the starting point of the DPO, PPO, GRPO and RLHF labs: it is cached
+under ``output/labs/_checkpoints/sft-<key>.pt`` (see ``pretrained``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from labs import _tinylm as tl
+from labs._runtime import LabFailure
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 1  # torch CPU threads (fixed so that a seed reproduces exactly)
+    digits: int = 3  # width of the first operand of the addition task
+    b_digits: int = 1  # width of the second operand
+    cut_short: float = 0.15  # share of demonstrations whose answer lost its last digit (sloppy data)
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 256
+    steps: int = 500
+    batch_size: int = 128
+    lr: float = 5e-3
+    warmup_steps: int = 30
+    min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    eval_problems: int = 1000  # held-out problems in every evaluation
+    compare_steps: int = 250  # length of the unmasked comparison run (0 skips it)
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be positive")
+        if not 0 <= self.compare_steps <= self.steps:
+            raise ValueError("compare_steps must lie between 0 and steps")
+        if self.eval_every < 1:
+            raise ValueError("eval_every must be positive")
+        if not 0.0 <= self.cut_short < 1.0:
+            raise ValueError("cut_short must lie in [0, 1)")
+
+
+TOY = {"steps": 150, "eval_every": 25, "eval_problems": 300, "compare_steps": 75}
+
+# the fields that decide the trained weights (the evaluation fields do not): the checkpoint key
+TRAINING_FIELDS = ("seed", "device", "threads", "digits", "b_digits", "cut_short", "d_model", "n_layers", "n_heads", "d_ff",
+                   "steps", "batch_size", "lr", "warmup_steps", "min_lr_ratio", "grad_clip")
+
+
+def sft_loss(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """Masked next-token cross-entropy: sum_t m_t * -log p(target_t) / sum_t m_t.
+
+    ``logits`` (B, T, V) are the predictions for ``targets`` (B, T) (already shifted: position t
+    predicts targets[:, t]); ``loss_mask`` (B, T) is 1 where a token counts, 0 elsewhere.
+    """
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none")
+    mask = loss_mask.reshape(-1).float()
+    return (nll * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def task_of(cfg: Config) -> tl.AdditionTask:
+    return tl.AdditionTask(digits=cfg.digits, b_digits=cfg.b_digits)
+
+
+def model_config_of(cfg: Config) -> dict[str, Any]:
+    task = task_of(cfg)
+    return tl.model_config(cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff,
+                           max_len=task.prompt_len + task.answer_len + 8)
+
+
+def demonstrations(task: tl.AdditionTask, problems: list[tl.Problem], rng: random.Random,
+                   cut_short: float) -> list[str]:
+    """The demonstrators' answers: correct, except that a ``cut_short`` share lost their last digit."""
+    answers = [task.answer(p) for p in problems]
+    return [a[:-1] if len(a) > 1 and rng.random() < cut_short else a for a in answers]
+
+
+def make_batch(task: tl.AdditionTask, problems: list[tl.Problem], device: str,
+               answers: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Inputs, shifted targets and the two loss masks (completion only / every real token).
+
+    ``answers`` defaults to the correct ones (what evaluation uses)."""
+    prompts = tl.encode_prompts(task, problems, device)
+    answers = answers if answers is not None else [task.answer(p) for p in problems]
+    completions = tl.encode_completions(answers, task.answer_len + 1, device)
+    ids = torch.cat([prompts, completions], dim=1)
+    targets = ids[:, 1:]
+    real = (targets != tl.PAD_ID).float()
+    completion = torch.zeros_like(real)
+    completion[:, task.prompt_len - 1 :] = real[:, task.prompt_len - 1 :]
+    return {"ids": ids, "targets": targets, "completion_mask": completion, "all_mask": real}
+
+
+def lr_at(cfg: Config, step: int) -> float:
+    """Linear warm-up, then cosine decay to lr * min_lr_ratio at ``cfg.steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, task: tl.AdditionTask, problems: list[tl.Problem], device: str) -> dict[str, float]:
+    """Held-out completion loss, prompt-token loss, token accuracy (teacher forced), gold score (greedy)."""
+    model.eval()
+    batch = make_batch(task, problems, device)
+    logits = model(input_ids=batch["ids"]).logits[:, :-1]
+    completion = batch["completion_mask"]
+    prompt = batch["all_mask"] - completion
+    correct = (logits.argmax(-1) == batch["targets"]).float()
+    out = {
+        "heldout_loss": float(sft_loss(logits, batch["targets"], completion)),
+        "prompt_loss": float(sft_loss(logits, batch["targets"], prompt)),
+        "token_accuracy": float(tl.masked_mean(correct, completion)),
+        "gold_score": tl.pass_rate(model, task, problems, device),
+    }
+    model.train()
+    return out
+
+
+def train(cfg: Config, mask_prompt: bool = True, steps: int | None = None, init_state: dict | None = None,
+          on_eval: Callable[[int, dict[str, float]], None] | None = None) -> tuple[torch.nn.Module, list]:
+    """Train from the seed's initial weights (or ``init_state``); returns the model and the eval history.
+
+    Deterministic for a config: it reseeds torch for the initial weights and draws its data
+    from its own ``random.Random(seed)``, whatever ran before it in the process.
+    """
+    task = task_of(cfg)
+    torch.manual_seed(cfg.seed)
+    model = tl.build_model(model_config_of(cfg))
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model.to(cfg.device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    rng = random.Random(cfg.seed)
+    eval_set = task.eval_set(cfg.eval_problems)
+    history: list[tuple[int, dict[str, float]]] = []
+    steps = cfg.steps if steps is None else steps
+    mask_key = "completion_mask" if mask_prompt else "all_mask"
+
+    def record(step: int, train_loss: float, train_completion_loss: float) -> None:
+        values = {"train_loss": train_loss, "train_completion_loss": train_completion_loss,
+                  **evaluate(model, task, eval_set, cfg.device)}
+        history.append((step, values))
+        if on_eval:
+            on_eval(step, values)
+
+    record(0, math.nan, math.nan)
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        problems = task.sample(rng, cfg.batch_size)
+        batch = make_batch(task, problems, cfg.device, demonstrations(task, problems, rng, cfg.cut_short))
+        logits = model(input_ids=batch["ids"]).logits[:, :-1]
+        loss = sft_loss(logits, batch["targets"], batch[mask_key])
+        if not torch.isfinite(loss):
+            raise LabFailure(f"SFT loss became {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
+            with torch.no_grad():
+                completion_loss = float(sft_loss(logits, batch["targets"], batch["completion_mask"]))
+            record(step + 1, float(loss.detach()), completion_loss)
+    model.eval()
+    return model, history
+
+
+def checkpoint_path(cfg: Config) -> Path:
+    fields = {k: getattr(cfg, k) for k in TRAINING_FIELDS}
+    key = tl.recipe_key(fields, [Path(__file__), Path(tl.__file__)])
+    return tl.checkpoint_dir() / f"sft-{key}.pt"
+
+
+def preset(toy: bool, seed: int, device: str, threads: int) -> Config:
+    """The SFT config a downstream lab starts from: this lab's full or --toy preset."""
+    overrides = dict(TOY) if toy else {}
+    return dataclasses.replace(Config(), **overrides, seed=seed, device=device, threads=threads)
+
+
+def pretrained(cfg: Config, emit: Any) -> tuple[torch.nn.Module, tl.AdditionTask]:
+    """The SFT model for ``cfg``: loaded from the checkpoint cache, or trained now and cached."""
+    path = checkpoint_path(cfg)
+    task = task_of(cfg)
+    if path.exists():
+        model, meta = tl.load_model(path, model_config_of(cfg), cfg.device)
+        emit.log(f"SFT model loaded from {path} (held-out gold score {meta['gold_score']:.3f})")
+        return model.eval(), task
+    emit.log(f"no SFT checkpoint at {path}: training the SFT model first ({cfg.steps} steps)")
+    model, history = train(cfg)
+    gold = history[-1][1]["gold_score"]
+    tl.save_model(path, model, {"gold_score": gold, "steps": cfg.steps})
+    emit.log(f"SFT model trained and cached at {path} (held-out gold score {gold:.3f})")
+    return model, task
+
+
+def run(cfg: Config, emit: Any, out_dir: Path) -> None:
+    with tl.cpu_threads(cfg.threads):
+        _run(cfg, emit, out_dir)
+
+
+def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
+    total = cfg.steps + cfg.compare_steps
+    emit.start(cfg, total_steps=total)
+    task = task_of(cfg)
+    emit.log(f"task: {task.prompt((7, 45))} -> {task.answer((7, 45))}<eos>; "
+             f"{cfg.eval_problems} held-out problems for every evaluation")
+
+    torch.manual_seed(cfg.seed)
+    init_state = {k: v.clone() for k, v in tl.build_model(model_config_of(cfg)).state_dict().items()}
+
+    def report_masked(step: int, v: dict[str, float]) -> None:
+        emit.metric(step, **{"losses/train": v["train_loss"], "losses/train_completion": v["train_completion_loss"],
+                             "losses/heldout": v["heldout_loss"], "losses/heldout_prompt": v["prompt_loss"],
+                             "eval/token_accuracy": v["token_accuracy"], "eval/gold_score": v["gold_score"]})
+        emit.progress(step)
+
+    emit.log("run 1: prompt tokens masked out of the loss (completion-only SFT)")
+    model, masked = train(cfg, mask_prompt=True, init_state=init_state, on_eval=report_masked)
+    before, after = masked[0][1], masked[-1][1]
+    n_params = tl.count_parameters(model)
+    emit.log(f"{n_params} parameters; held-out gold score {before['gold_score']:.3f} -> {after['gold_score']:.3f}")
+    if not after["gold_score"] > before["gold_score"]:
+        raise LabFailure(f"SFT did not learn the task: gold score {before['gold_score']:.3f} -> "
+                         f"{after['gold_score']:.3f}")
+
+    path = checkpoint_path(cfg)
+    tl.save_model(path, model, {"gold_score": after["gold_score"], "steps": cfg.steps})
+    tl.save_model(out_dir / "sft_model.pt", model, {"gold_score": after["gold_score"], "steps": cfg.steps})
+    emit.log(f"SFT model cached at {path} for the DPO, PPO, GRPO and RLHF labs")
+
+    headline: dict[str, Any] = {
+        "gold_score_before": before["gold_score"], "gold_score_after": after["gold_score"],
+        "heldout_loss": after["heldout_loss"], "token_accuracy": after["token_accuracy"],
+        "parameters": n_params,
+    }
+    if cfg.compare_steps:
+        emit.log(f"run 2: the same initial weights, data and schedule, prompt tokens NOT masked "
+                 f"({cfg.compare_steps} steps)")
+
+        def report_unmasked(step: int, v: dict[str, float]) -> None:
+            emit.metric(cfg.steps + step, **{
+                "compare/unmasked_train_loss": v["train_loss"], "compare/unmasked_heldout_loss": v["heldout_loss"],
+                "compare/unmasked_token_accuracy": v["token_accuracy"], "compare/unmasked_gold_score": v["gold_score"]})
+            emit.progress(cfg.steps + step)
+
+        _, unmasked = train(cfg, mask_prompt=False, steps=cfg.compare_steps, init_state=init_state,
+                            on_eval=report_unmasked)
+        masked_at = dict(masked)[cfg.compare_steps] if cfg.compare_steps in dict(masked) else None
+        u = unmasked[-1][1]
+        rows = []
+        if masked_at is not None:
+            rows.append(["masked (completion only)", cfg.compare_steps, masked_at["train_loss"], masked_at["heldout_loss"],
+                         masked_at["prompt_loss"], masked_at["token_accuracy"], masked_at["gold_score"]])
+        rows.append(["unmasked (every token)", cfg.compare_steps, u["train_loss"], u["heldout_loss"], u["prompt_loss"],
+                     u["token_accuracy"], u["gold_score"]])
+        emit.table("prompt_masking", ["run", "step", "objective", "heldout_completion_loss", "heldout_prompt_loss",
+                                      "token_accuracy", "gold_score"], rows)
+        emit.log("the unmasked objective mixes in the prompt's digits, which are random: their loss cannot "
+                 "fall below ln 10 = 2.30 a digit, so the number it reports says little about the answers")
+        headline.update({"unmasked_gold_score": u["gold_score"], "unmasked_heldout_loss": u["heldout_loss"]})
+        if masked_at is not None:
+            headline["masked_gold_score_at_compare"] = masked_at["gold_score"]
+    emit.summary(headline, artifacts=["sft_model.pt"])
