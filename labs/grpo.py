@@ -168,7 +168,7 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
         values = {"charts/mean_reward": float(rewards.mean()), "charts/group_reward_std": float(group_std.mean()),
                   "charts/zero_std_fraction": float((group_std == 0).float().mean()),
                   "charts/kl": float(info["kl"]), "charts/clip_fraction": float(info["clip_fraction"]),
-                  "charts/length": float(mask.sum(-1).mean()), "losses/policy": float(loss)}
+                  "charts/length": float(mask.sum(-1).mean()), "losses/policy": float(loss.detach())}
         if it % cfg.eval_every == 0 or it == cfg.iterations:
             last = {"pass_rate": sampled_pass_rate(policy, task, eval_set, cfg),
                     "greedy_pass_rate": tl.pass_rate(policy, task, eval_set, cfg.device),
