@@ -1,9 +1,10 @@
 """Shared pieces of the alignment labs (Days 5-9): task, tokenizer, tiny model, sampling, checkpoints.
 
-The task. Two-digit addition written with fixed-width operands and a free-length answer:
+The task. Addition of a three-digit and a one-digit number, operands zero-padded to a fixed
+width and the answer free-length:
 
-    prompt      "07+45="          (always 2*digits + 2 characters, so a batch needs no padding)
-    completion  "52" <eos>        (the sum without leading zeros, then end-of-sequence)
+    prompt      "435+5="          (always digits + b_digits + 2 characters: a batch needs no padding)
+    completion  "440" <eos>       (the sum without leading zeros, then end-of-sequence)
 
 The gold scorer is exact match: a completion scores 1 when the text before <eos> is the
 sum and <eos> was emitted, 0 otherwise. Every lab reports this true score next to its losses.
@@ -11,9 +12,10 @@ A fixed 10% of all problems (chosen by a hash of the operands, independent of an
 held out: no lab trains on them, every lab evaluates on them.
 
 The model. A Llama-style causal LM built from a ``transformers.LlamaConfig`` (2 layers,
-hidden 64, 4 heads, a 14-symbol vocabulary; about 0.13M parameters). Nothing is downloaded:
-the weights start random and the SFT lab trains them. Sequences are at most ten tokens, so
-sampling recomputes the whole prefix at each step instead of keeping a KV cache.
+hidden 64, 4 heads, a 14-symbol vocabulary, untied embeddings; about 0.13M parameters).
+Nothing is downloaded: the weights start random and the SFT lab trains them. Sequences are
+about a dozen tokens, so sampling recomputes the whole prefix at each step instead of
+keeping a KV cache.
 
 Checkpoints. The SFT model is cached under ``output/labs/_checkpoints/sft-<key>.pt`` (or
 ``$LLMCORE_LAB_CHECKPOINTS``), where the key hashes the SFT config and the source of the code
@@ -156,8 +158,8 @@ def count_parameters(module: torch.nn.Module) -> int:
 
 
 class ValueModel(torch.nn.Module):
-    """A transformer trunk with a scalar head: V(prefix) per position (PPO's critic) or r(x, y)
-    at the last token (a reward model). Built from a causal LM, whose trunk it copies."""
+    """A transformer trunk with a scalar head, V(prefix) at every position: PPO's critic.
+    Built from a causal LM, whose trunk it copies; the head starts at zero."""
 
     def __init__(self, lm: torch.nn.Module):
         super().__init__()
@@ -310,11 +312,11 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get("LLMCORE_LAB_CHECKPOINTS", Path("output") / "labs" / "_checkpoints"))
 
 
-def recipe_key(config: dict[str, Any], sources: Sequence[Path]) -> str:
-    """A short hash of a config and of the source files that turn it into a model."""
+def recipe_key(config: dict[str, Any], sources: Sequence[bytes]) -> str:
+    """A short hash of a config and of the source code (as loaded) that turns it into a model."""
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for src in sources:
-        h.update(Path(src).read_bytes())
+        h.update(src)
     h.update(torch.__version__.encode())
     return h.hexdigest()[:12]
 

@@ -16,11 +16,13 @@ and the loss is ln 2 = 0.693. beta sets the exchange rate between reward and KL:
 beta needs a large log-ratio to reach the same margin, so the policy drifts further from
 the reference; the lab's beta sweep measures that drift.
 
-Pairs come from the task: for a prompt "07+45=", y_w = "52" (correct) and y_l = the answer
+Pairs come from the task: for a prompt "435+5=", y_w = "440" (correct) and y_l = the answer
 with one digit changed (wrong). Held-out pairs use held-out prompts. Metrics: the loss, the
 implicit rewards of chosen and rejected, their margin, preference accuracy (the fraction of
-pairs with r(x, y_w) > r(x, y_l)), the KL to the reference (the exact per-token KL summed
-along the policy's own samples) and the gold score of greedy answers.
+pairs with r(x, y_w) > r(x, y_l); ties count as wrong, so it starts at 0), the KL to the
+reference (the exact per-token KL summed along the policy's own samples) and the gold score
+of greedy answers. The default beta = 1 is large for DPO: at this scale and batch size it
+generalises best to held-out prompts; the sweep shows the smaller, more usual values.
 """
 
 from __future__ import annotations

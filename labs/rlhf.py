@@ -1,29 +1,38 @@
 """The RLHF pipeline (Ouyang et al., 2022), stage by stage, and reward hacking (Gao et al., 2022).
 
-Stage 1, SFT: the supervised model of the SFT lab (loaded from its checkpoint, or trained).
+Stage 1, SFT: the SFT lab's model (loaded from its checkpoint, or trained first). Its
+demonstrations were sloppy, so it sometimes stops an answer a digit early.
 
 Stage 2, reward model: preference pairs (x, y_w, y_l) from "labellers" who always prefer the
-correct answer; a reward model r_phi (the SFT trunk with a scalar head read at the last
-completion token) is fit with the Bradley-Terry loss
+correct answer, fit with the Bradley-Terry loss
 
     L_RM = - log sigma( r_phi(x, y_w) - r_phi(x, y_l) ).
 
-The labelled data carry a spurious feature, as real preference data do (longer answers
-tend to win): most wrong answers the labellers saw were cut short ("44" for 440), so in most
-pairs the preferred answer is also the longer one. The reward model learns correctness
-partly, and length as a shortcut; its held-out pairwise accuracy on data like its training
-data is high all the same.
+r_phi is a copy of the SFT model that scores each completion token with its (unnormalised)
+logit for that token and sums the scores: r_phi(x, y) = sum_t s_phi(y_t | x, y_<t). It starts
+from the SFT model's judgement and is fit to the labels; after training it is shifted and
+scaled so that the SFT model's samples score mean 0 and std 1 (Ziegler et al., 2019), which
+gives kl_coef a known scale and changes no preference.
+
+The labelled data carry a spurious feature, as real preference data do (longer answers tend
+to win): half of the wrong answers the labellers saw were cut short ("44" for 440), the rest
+near misses of the right length (off by 1 or 10). So whenever the two answers differ in
+length, the longer one is preferred, and a sum over tokens can buy reward with length. The
+reward model's held-out pairwise accuracy is high all the same; the lab also reports it on
+the equal-length pairs, where length gives no hint.
 
 Stage 3, PPO against the learned reward with a per-token KL penalty to the SFT model,
 
     r_t = - kl_coef * (log pi(y_t|s_t) - log pi_ref(y_t|s_t)) + [t = T] * r_phi(x, y),
 
-exactly the PPO lab's loop with r_phi in place of the gold scorer. Two runs from the same
-start: kl_coef = 0 and kl_coef > 0. Both optimise the proxy r_phi; the gold score (exact
-answers) is only watched. Without the KL term the policy is free to go wherever r_phi is
-high, including where it is wrong (longer, incorrect answers): the proxy keeps rising while
-the gold score falls, which is reward hacking. The KL term keeps the policy near the SFT
-model, where r_phi was trained and can be trusted, and there both rise.
+exactly the PPO lab's loop with r_phi in place of the gold scorer, with room for two more
+tokens than the longest correct answer. Two runs from the same start: kl_coef = 0 and
+kl_coef > 0. Both optimise the proxy r_phi; the gold score (exact answers, one sample per
+held-out prompt) is only watched. Near the SFT model "longer" and "right" agree (finishing a
+cut-short answer helps both), and the KL-regularised run stays there: proxy and gold rise
+together. Without the KL term nothing stops the policy from following length past the right
+answer (digits appended, <eos> dropped): the proxy keeps rising while the gold score falls.
+That is reward hacking; the lab's last table shows the answers.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Supervised fine-tuning: completion-only cross-entropy on a tiny transformer.
 
-The model reads a prompt x = "07+45=" and is trained to write the completion y = "52<eos>".
+The model reads a prompt x = "435+5=" and is trained to write the completion y = "440<eos>".
 SFT is next-token cross-entropy, but only on the completion's tokens:
 
     L_SFT(theta) = - (1 / sum_t m_t) * sum_t m_t * log p_theta(s_t | s_<t)
@@ -8,11 +8,16 @@ SFT is next-token cross-entropy, but only on the completion's tokens:
 over the concatenated sequence s = x ++ y, with the loss mask m_t = 1 on the tokens of y
 (its <eos> included) and 0 on the prompt and on padding. Masking the prompt matters: the
 operands are random digits, so predicting them is irreducible noise (ln 10 = 2.30 nats a
-digit); an unmasked loss spends most of its gradient and most of its value on them. The lab
+digit); an unmasked loss spends much of its gradient and most of its value on them. The lab
 trains the masked model, then replays the same initial weights, data and learning-rate
 schedule without the mask for ``compare_steps`` steps, and compares both on the same
 held-out numbers: completion loss, token accuracy and the gold score (exact-match answers,
 greedy decoding) before and after.
+
+The demonstrations are imperfect, as real ones are: a ``cut_short`` share (15%) of them lost
+the answer's last digit ("44" for 440). SFT imitates its data, flaws included, so the model
+learns to stop early now and then; the RL labs that start from it can remove the habit,
+because their reward checks the answer rather than imitating the demonstrators.
 
 The masked model is the starting point of the DPO, PPO, GRPO and RLHF labs: it is cached
 under ``output/labs/_checkpoints/sft-<key>.pt`` (see ``pretrained``).
@@ -194,9 +199,14 @@ def train(cfg: Config, mask_prompt: bool = True, steps: int | None = None, init_
     return model, history
 
 
+# the code that trains the model, read once at import: the key describes the code actually running
+_RECIPE_SOURCES = (Path(__file__).read_bytes(), Path(tl.__file__).read_bytes())
+
+
 def checkpoint_path(cfg: Config) -> Path:
+    """Where the model for ``cfg`` is cached: keyed on the training fields and the training code."""
     fields = {k: getattr(cfg, k) for k in TRAINING_FIELDS}
-    key = tl.recipe_key(fields, [Path(__file__), Path(tl.__file__)])
+    key = tl.recipe_key(fields, _RECIPE_SOURCES)
     return tl.checkpoint_dir() / f"sft-{key}.pt"
 
 
