@@ -355,6 +355,16 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return ref
 
 
+def trainable_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy to train (a policy starting from the SFT model), whatever the original's flags."""
+    import copy
+
+    policy = copy.deepcopy(model)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    return policy
+
+
 @torch.no_grad()
 def kl_to_reference(policy: torch.nn.Module, ref: torch.nn.Module, task: AdditionTask,
                     problems: Sequence[Problem], device: str = "cpu",

@@ -27,7 +27,6 @@ generalises best to held-out prompts; the sweep shows the smaller, more usual va
 
 from __future__ import annotations
 
-import copy
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +60,7 @@ class Config:
     sweep_steps: int = 200  # steps of each sweep run (a multiple of eval_every)
 
     def validate(self) -> None:
-        if self.sft_preset not in ("full", "toy"):
-            raise ValueError("sft_preset must be 'full' or 'toy'")
+        sft.check_preset(self.sft_preset)
         if self.beta <= 0 or any(b <= 0 for b in self.sweep_betas):
             raise ValueError("beta must be positive")
         if self.sweep_betas and (self.sweep_steps > self.steps or self.sweep_steps % self.eval_every):
@@ -146,9 +144,7 @@ def train_dpo(cfg: Config, sft_model: torch.nn.Module, ref: torch.nn.Module, tas
     Evaluates on the held-out pairs every ``cfg.eval_every`` steps (history keyed by step) and
     emits metrics when ``emit`` is given.
     """
-    policy = copy.deepcopy(sft_model).train()
-    for p in policy.parameters():
-        p.requires_grad_(True)
+    policy = tl.trainable_copy(sft_model).train()
     opt, sched = tl.make_optimizer(policy.parameters(), cfg.lr, cfg.warmup_steps)
     rng = torch.Generator().manual_seed(cfg.seed)
     n = train["prompts"].shape[0]
@@ -191,7 +187,7 @@ def run(cfg: Config, emit: Any, out_dir: Path) -> None:
 
 def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
     emit.start(cfg, total_steps=cfg.steps + cfg.sweep_steps * len(cfg.sweep_betas))
-    sft_model, task = sft.pretrained(sft.preset(cfg.sft_preset == "toy", cfg.sft_seed, cfg.device, cfg.threads), emit)
+    sft_model, task = sft.start_from(cfg, emit)
     ref = tl.frozen_copy(sft_model)
     torch.manual_seed(cfg.seed)
 

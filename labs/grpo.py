@@ -55,8 +55,7 @@ class Config:
     eval_problems: int = 1000
 
     def validate(self) -> None:
-        if self.sft_preset not in ("full", "toy"):
-            raise ValueError("sft_preset must be 'full' or 'toy'")
+        sft.check_preset(self.sft_preset)
         if self.group_size < 2:
             raise ValueError("group_size must be at least 2 (the std of one reward is undefined)")
 
@@ -108,26 +107,26 @@ def run(cfg: Config, emit: Any, out_dir: Path) -> None:
 
 def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
     emit.start(cfg, total_steps=cfg.iterations)
-    sft_model, task = sft.pretrained(sft.preset(cfg.sft_preset == "toy", cfg.sft_seed, cfg.device, cfg.threads), emit)
+    sft_model, task = sft.start_from(cfg, emit)
     torch.manual_seed(cfg.seed)
     ref = tl.frozen_copy(sft_model)
-    policy = tl.frozen_copy(sft_model)
-    for p in policy.parameters():
-        p.requires_grad_(True)
+    policy = tl.trainable_copy(sft_model)
     eval_set = task.eval_set(cfg.eval_problems)
 
     n_policy = tl.count_parameters(policy)
     value_model = tl.ValueModel(sft_model)
     n_value = tl.count_parameters(value_model)
     emit.table("memory_vs_ppo", ["algorithm", "models held", "parameters", "trained", "adam_state"], [
-        ["GRPO", "policy, reference, reward function", 2 * n_policy, n_policy, 2 * n_policy],
-        ["PPO", "policy, reference, reward model, value model", 3 * n_policy + n_value, n_policy + n_value,
-         2 * (n_policy + n_value)],
+        ["GRPO", "policy, reference (reward: the verifier)", 2 * n_policy, n_policy, 2 * n_policy],
+        ["PPO", "policy, reference, value model (reward: the verifier)", 2 * n_policy + n_value,
+         n_policy + n_value, 2 * (n_policy + n_value)],
+        ["PPO in RLHF", "policy, reference, value model, reward model", 3 * n_policy + n_value,
+         n_policy + n_value, 2 * (n_policy + n_value)],
     ])
     del value_model
-    emit.log(f"no value model: GRPO trains {n_policy} parameters where PPO trains {n_policy + n_value} "
-             f"(a reward model the size of the policy would add {n_policy} more to PPO's memory); the price "
-             f"is G samples per prompt to estimate each baseline")
+    emit.log(f"no value model: GRPO trains {n_policy} parameters where PPO trains {n_policy + n_value}, and keeps "
+             f"no critic's activations or Adam state; the price is compute: G = {cfg.group_size} samples of every "
+             f"prompt to estimate its baseline, where PPO samples once and asks the critic")
 
     before = {"pass_rate": sampled_pass_rate(policy, task, eval_set, cfg),
               "greedy_pass_rate": tl.pass_rate(policy, task, eval_set, cfg.device)}

@@ -69,8 +69,7 @@ class Config:
     big_iterations: int = 20
 
     def validate(self) -> None:
-        if self.sft_preset not in ("full", "toy"):
-            raise ValueError("sft_preset must be 'full' or 'toy'")
+        sft.check_preset(self.sft_preset)
         if self.prompts_per_iter % self.minibatches:
             raise ValueError("prompts_per_iter must be a multiple of minibatches")
 
@@ -231,15 +230,12 @@ def run(cfg: Config, emit: Any, out_dir: Path) -> None:
 
 def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
     emit.start(cfg, total_steps=cfg.iterations + 2 * cfg.big_iterations)
-    sft_model, task = sft.pretrained(sft.preset(cfg.sft_preset == "toy", cfg.sft_seed, cfg.device, cfg.threads), emit)
+    sft_model, task = sft.start_from(cfg, emit)
     eval_set = task.eval_set(cfg.eval_problems)
 
     def fresh_models() -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
         torch.manual_seed(cfg.seed)
-        policy = tl.frozen_copy(sft_model)
-        for p in policy.parameters():
-            p.requires_grad_(True)
-        return policy, tl.frozen_copy(sft_model), tl.ValueModel(sft_model).to(cfg.device)
+        return tl.trainable_copy(sft_model), tl.frozen_copy(sft_model), tl.ValueModel(sft_model).to(cfg.device)
 
     policy, ref, value_model = fresh_models()
     sizes = {"policy": tl.count_parameters(policy), "reference": tl.count_parameters(ref),
@@ -263,9 +259,9 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
                         lr=cfg.lr, epochs=cfg.ppo_epochs, clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef, on_iter=report)
     gold_after = tl.pass_rate(policy, task, eval_set, cfg.device)
     tl.save_model(out_dir / "ppo_policy.pt", policy, {"gold_score": gold_after})
-    tail = history[-max(1, len(history) // 10):]
-    final = {k: sum(r[k] for r in tail) / len(tail) for k in tail[0]}
-    emit.log(f"reward {history[0]['reward']:.3f} -> {final['reward']:.3f} (mean of the last {len(tail)} iterations); "
+    n = max(1, len(history) // 10)  # a tenth of the run at each end, averaged: one batch is noisy
+    first, final = ({k: sum(r[k] for r in part) / n for k in part[0]} for part in (history[:n], history[-n:]))
+    emit.log(f"reward {first['reward']:.3f} -> {final['reward']:.3f} (means of the first and last {n} iterations); "
              f"held-out gold score {gold_before:.3f} -> {gold_after:.3f}")
 
     # large steps: a higher learning rate and many epochs on each batch, with and without the clip
@@ -299,7 +295,7 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
              "batch cannot run away; without it the same steps carry the policy far from where its samples "
              "were drawn (approx_kl, KL to the reference) and the reward falls")
     emit.summary({
-        "reward_start": history[0]["reward"], "reward_end": final["reward"], "kl_to_ref": final["kl"],
+        "reward_start": first["reward"], "reward_end": final["reward"], "kl_to_ref": final["kl"],
         "clip_fraction": final["clip_fraction"], "approx_kl": final["approx_kl"], "entropy": final["entropy"],
         "value_loss": final["value_loss"], "gold_score_before": gold_before, "gold_score_after": gold_after,
         "large_clipped_mean_approx_kl": rows[1][4], "large_unclipped_mean_approx_kl": rows[2][4],

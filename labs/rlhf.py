@@ -82,8 +82,7 @@ class Config:
     eval_problems: int = 1000
 
     def validate(self) -> None:
-        if self.sft_preset not in ("full", "toy"):
-            raise ValueError("sft_preset must be 'full' or 'toy'")
+        sft.check_preset(self.sft_preset)
         if not 0.0 <= self.short_fraction <= 1.0:
             raise ValueError("short_fraction must lie in [0, 1]")
         if self.prompts_per_iter % self.minibatches:
@@ -112,11 +111,7 @@ class TokenRewardModel(torch.nn.Module):
 
     def __init__(self, lm: torch.nn.Module):
         super().__init__()
-        import copy
-
-        self.lm = copy.deepcopy(lm)
-        for p in self.lm.parameters():
-            p.requires_grad_(True)
+        self.lm = tl.trainable_copy(lm)
 
         self.register_buffer("shift", torch.zeros(()))
         self.register_buffer("scale", torch.ones(()))
@@ -129,7 +124,8 @@ class TokenRewardModel(torch.nn.Module):
         return (raw - self.shift) / self.scale
 
     @torch.no_grad()
-    def normalise(self, policy: torch.nn.Module, prompts: torch.Tensor, max_new: int, generator: torch.Generator) -> None:
+    def normalise(self, policy: torch.nn.Module, prompts: torch.Tensor, max_new: int,
+                  generator: torch.Generator) -> None:
         """Shift and scale so that the policy's samples score mean 0, std 1 (Ziegler et al., 2019):
         a fixed affine map, so no preference changes, but kl_coef now has a known scale."""
         self.shift.zero_()
@@ -188,7 +184,8 @@ def train_reward_model(cfg: Config, sft_model: torch.nn.Module, train: dict[str,
     for step in range(1, cfg.rm_steps + 1):
         idx = torch.randint(0, n, (cfg.rm_batch,), generator=gen).to(cfg.device)
         prompts = train["prompts"][idx]
-        scores = reward_scores(rm, torch.cat([prompts, prompts]), torch.cat([train["chosen"][idx], train["rejected"][idx]]))
+        both = torch.cat([train["chosen"][idx], train["rejected"][idx]])
+        scores = reward_scores(rm, torch.cat([prompts, prompts]), both)
         r_w, r_l = scores.split(cfg.rm_batch)
         loss = bradley_terry_loss(r_w, r_l)
         if not torch.isfinite(loss):
@@ -199,7 +196,8 @@ def train_reward_model(cfg: Config, sft_model: torch.nn.Module, train: dict[str,
         opt.step()
         if emit is not None and (step % max(1, cfg.rm_steps // 10) == 0 or step == cfg.rm_steps):
             acc, held_loss = pairwise_accuracy(rm, heldout)
-            emit.metric(step, **{"rm/train_loss": float(loss.detach()), "rm/train_accuracy": float((r_w > r_l).float().mean()),
+            emit.metric(step, **{"rm/train_loss": float(loss.detach()),
+                                 "rm/train_accuracy": float((r_w > r_l).float().mean()),
                                  "rm/heldout_loss": held_loss, "rm/heldout_accuracy": acc})
     return rm.eval()
 
@@ -228,7 +226,7 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
     emit.start(cfg, total_steps=rm_total + 2 * cfg.iterations)
 
     emit.log("stage 1/3: SFT")
-    sft_model, task = sft.pretrained(sft.preset(cfg.sft_preset == "toy", cfg.sft_seed, cfg.device, cfg.threads), emit)
+    sft_model, task = sft.start_from(cfg, emit)
     eval_set = task.eval_set(cfg.eval_problems)
     max_new = task.answer_len + 1 + cfg.extra_tokens
     emit.progress(0)
@@ -246,22 +244,22 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
     emit.log(f"reward normalised so that SFT samples score mean 0, std 1 (raw shift {float(rm.shift):.2f}, "
              f"scale {float(rm.scale):.2f})")
     rm_acc, rm_loss = pairwise_accuracy(rm, heldout)
-    same_len = [i for i in range(len(heldout["problems"]))
-                if tl.completion_mask(heldout["chosen"][i : i + 1]).sum() == tl.completion_mask(heldout["rejected"][i : i + 1]).sum()]
-    sub = {k: (v[same_len] if isinstance(v, torch.Tensor) else v) for k, v in heldout.items()}
-    rm_acc_same_len = pairwise_accuracy(rm, sub)[0] if same_len else float("nan")
+    same = tl.completion_mask(heldout["chosen"]).sum(-1) == tl.completion_mask(heldout["rejected"]).sum(-1)
+    rm_acc_same_len = pairwise_accuracy(rm, {k: heldout[k][same] for k in ("prompts", "chosen", "rejected")})[0]
     emit.log(f"reward model: held-out pairwise accuracy {rm_acc:.3f} ({rm_acc_same_len:.3f} on the pairs of equal "
              f"length, where length gives no hint)")
     emit.progress(rm_total)
 
     emit.log(f"stage 3/3: PPO against the reward model, kl_coef = 0 and kl_coef = {cfg.kl_coef}")
+
+    def proxy_reward(problems: Sequence[tl.Problem], completions: torch.Tensor) -> torch.Tensor:
+        return reward_scores(rm, tl.encode_prompts(task, problems, cfg.device), completions)
+
     results: dict[str, list[tuple[int, dict[str, float]]]] = {}
     policies: dict[str, torch.nn.Module] = {"sft": sft_model}
     for run_i, (label, kl_coef) in enumerate((("no_kl", 0.0), ("with_kl", cfg.kl_coef))):
         torch.manual_seed(cfg.seed)
-        policy = tl.frozen_copy(sft_model)
-        for p in policy.parameters():
-            p.requires_grad_(True)
+        policy = tl.trainable_copy(sft_model)
         ref, value_model = tl.frozen_copy(sft_model), tl.ValueModel(sft_model).to(cfg.device)
         curve = [(0, evaluate_policy(policy, rm, task, eval_set, cfg, max_new))]
         offset = rm_total + run_i * cfg.iterations
@@ -273,14 +271,15 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
             if it % cfg.eval_every == 0 or it == cfg.iterations:
                 ev = evaluate_policy(policy, rm, task, eval_set, cfg, max_new)
                 curve.append((it, ev))
-                values.update({f"{label}/eval_proxy_reward": ev["proxy_reward"], f"{label}/eval_gold_score": ev["gold_score"],
+                values.update({f"{label}/eval_proxy_reward": ev["proxy_reward"],
+                               f"{label}/eval_gold_score": ev["gold_score"],
                                f"{label}/eval_length": ev["length"]})
             emit.metric(offset + it, **values)
             emit.progress(offset + it)
 
-        ppo.train_ppo(cfg, policy, ref, value_model, lambda probs, comps: reward_scores(rm, tl.encode_prompts(task, probs, cfg.device), comps),
-                      task, iterations=cfg.iterations, lr=cfg.lr, epochs=cfg.ppo_epochs, clip_eps=cfg.clip_eps,
-                      kl_coef=kl_coef, gold_fn=ppo.gold_reward(task), max_new_tokens=max_new, on_iter=report)
+        ppo.train_ppo(cfg, policy, ref, value_model, proxy_reward, task, iterations=cfg.iterations, lr=cfg.lr,
+                      epochs=cfg.ppo_epochs, clip_eps=cfg.clip_eps, kl_coef=kl_coef, gold_fn=ppo.gold_reward(task),
+                      max_new_tokens=max_new, on_iter=report)
         results[label] = curve
         policies[label] = policy
         first, peak_gold, last = curve[0][1], max(c[1]["gold_score"] for c in curve), curve[-1][1]

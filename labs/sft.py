@@ -64,8 +64,8 @@ class Config:
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
-        if not 0 <= self.compare_steps <= self.steps:
-            raise ValueError("compare_steps must lie between 0 and steps")
+        if not 0 <= self.compare_steps <= self.steps or self.compare_steps % self.eval_every:
+            raise ValueError("compare_steps must lie between 0 and steps and be a multiple of eval_every")
         if self.eval_every < 1:
             raise ValueError("eval_every must be positive")
         if not 0.0 <= self.cut_short < 1.0:
@@ -75,8 +75,8 @@ class Config:
 TOY = {"steps": 150, "eval_every": 25, "eval_problems": 300, "compare_steps": 75}
 
 # the fields that decide the trained weights (the evaluation fields do not): the checkpoint key
-TRAINING_FIELDS = ("seed", "device", "threads", "digits", "b_digits", "cut_short", "d_model", "n_layers", "n_heads", "d_ff",
-                   "steps", "batch_size", "lr", "warmup_steps", "min_lr_ratio", "grad_clip")
+TRAINING_FIELDS = ("seed", "device", "threads", "digits", "b_digits", "cut_short", "d_model", "n_layers", "n_heads",
+                   "d_ff", "steps", "batch_size", "lr", "warmup_steps", "min_lr_ratio", "grad_clip")
 
 
 def sft_loss(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
@@ -132,7 +132,8 @@ def lr_at(cfg: Config, step: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, task: tl.AdditionTask, problems: list[tl.Problem], device: str) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, task: tl.AdditionTask, problems: list[tl.Problem],
+             device: str) -> dict[str, float]:
     """Held-out completion loss, prompt-token loss, token accuracy (teacher forced), gold score (greedy)."""
     model.eval()
     batch = make_batch(task, problems, device)
@@ -151,11 +152,14 @@ def evaluate(model: torch.nn.Module, task: tl.AdditionTask, problems: list[tl.Pr
 
 
 def train(cfg: Config, mask_prompt: bool = True, steps: int | None = None, init_state: dict | None = None,
-          on_eval: Callable[[int, dict[str, float]], None] | None = None) -> tuple[torch.nn.Module, list]:
+          on_eval: Callable[[int, dict[str, float]], None] | None = None,
+          eval_along: bool = True) -> tuple[torch.nn.Module, list]:
     """Train from the seed's initial weights (or ``init_state``); returns the model and the eval history.
 
-    Deterministic for a config: it reseeds torch for the initial weights and draws its data
-    from its own ``random.Random(seed)``, whatever ran before it in the process.
+    Evaluates every ``cfg.eval_every`` steps, or only at the end when ``eval_along`` is False
+    (evaluation draws no randomness, so the weights are the same either way). Deterministic
+    for a config: it reseeds torch for the initial weights and draws its data from its own
+    ``random.Random(seed)``, whatever ran before it in the process.
     """
     task = task_of(cfg)
     torch.manual_seed(cfg.seed)
@@ -177,7 +181,8 @@ def train(cfg: Config, mask_prompt: bool = True, steps: int | None = None, init_
         if on_eval:
             on_eval(step, values)
 
-    record(0, math.nan, math.nan)
+    if eval_along:
+        record(0, math.nan, math.nan)
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
@@ -191,7 +196,7 @@ def train(cfg: Config, mask_prompt: bool = True, steps: int | None = None, init_
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
+        if (eval_along and (step + 1) % cfg.eval_every == 0) or step + 1 == steps:
             with torch.no_grad():
                 completion_loss = float(sft_loss(logits, batch["targets"], batch["completion_mask"]))
             record(step + 1, float(loss.detach()), completion_loss)
@@ -216,6 +221,18 @@ def preset(toy: bool, seed: int, device: str, threads: int) -> Config:
     return dataclasses.replace(Config(), **overrides, seed=seed, device=device, threads=threads)
 
 
+def check_preset(name: str) -> None:
+    """A later lab's ``sft_preset`` names this lab's full preset or its --toy preset."""
+    if name not in ("full", "toy"):
+        raise ValueError(f"sft_preset must be 'full' or 'toy', not {name!r}")
+
+
+def start_from(lab_cfg: Any, emit: Any) -> tuple[torch.nn.Module, tl.AdditionTask]:
+    """The SFT model a later lab's config names (its sft_preset, sft_seed, device and threads)."""
+    check_preset(lab_cfg.sft_preset)
+    return pretrained(preset(lab_cfg.sft_preset == "toy", lab_cfg.sft_seed, lab_cfg.device, lab_cfg.threads), emit)
+
+
 def pretrained(cfg: Config, emit: Any) -> tuple[torch.nn.Module, tl.AdditionTask]:
     """The SFT model for ``cfg``: loaded from the checkpoint cache, or trained now and cached."""
     path = checkpoint_path(cfg)
@@ -225,7 +242,7 @@ def pretrained(cfg: Config, emit: Any) -> tuple[torch.nn.Module, tl.AdditionTask
         emit.log(f"SFT model loaded from {path} (held-out gold score {meta['gold_score']:.3f})")
         return model.eval(), task
     emit.log(f"no SFT checkpoint at {path}: training the SFT model first ({cfg.steps} steps)")
-    model, history = train(cfg)
+    model, history = train(cfg, eval_along=False)
     gold = history[-1][1]["gold_score"]
     tl.save_model(path, model, {"gold_score": gold, "steps": cfg.steps})
     emit.log(f"SFT model trained and cached at {path} (held-out gold score {gold:.3f})")
@@ -284,19 +301,15 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
 
         _, unmasked = train(cfg, mask_prompt=False, steps=cfg.compare_steps, init_state=init_state,
                             on_eval=report_unmasked)
-        masked_at = dict(masked)[cfg.compare_steps] if cfg.compare_steps in dict(masked) else None
-        u = unmasked[-1][1]
-        rows = []
-        if masked_at is not None:
-            rows.append(["masked (completion only)", cfg.compare_steps, masked_at["train_loss"], masked_at["heldout_loss"],
-                         masked_at["prompt_loss"], masked_at["token_accuracy"], masked_at["gold_score"]])
-        rows.append(["unmasked (every token)", cfg.compare_steps, u["train_loss"], u["heldout_loss"], u["prompt_loss"],
-                     u["token_accuracy"], u["gold_score"]])
+        at_step = {"masked (completion only)": dict(masked)[cfg.compare_steps],  # an eval step (validated)
+                   "unmasked (every token)": unmasked[-1][1]}
+        keys = ("train_loss", "heldout_loss", "prompt_loss", "token_accuracy", "gold_score")
         emit.table("prompt_masking", ["run", "step", "objective", "heldout_completion_loss", "heldout_prompt_loss",
-                                      "token_accuracy", "gold_score"], rows)
+                                      "token_accuracy", "gold_score"],
+                   [[run_name, cfg.compare_steps, *(v[k] for k in keys)] for run_name, v in at_step.items()])
         emit.log("the unmasked objective mixes in the prompt's digits, which are random: their loss cannot "
                  "fall below ln 10 = 2.30 a digit, so the number it reports says little about the answers")
-        headline.update({"unmasked_gold_score": u["gold_score"], "unmasked_heldout_loss": u["heldout_loss"]})
-        if masked_at is not None:
-            headline["masked_gold_score_at_compare"] = masked_at["gold_score"]
+        u = at_step["unmasked (every token)"]
+        headline.update({"unmasked_gold_score": u["gold_score"], "unmasked_heldout_loss": u["heldout_loss"],
+                         "masked_gold_score_at_compare": at_step["masked (completion only)"]["gold_score"]})
     emit.summary(headline, artifacts=["sft_model.pt"])

@@ -35,11 +35,12 @@ def test_sft_batch_masks_the_prompt_and_the_padding():
 
 
 def test_sft_training_is_deterministic_for_a_seed():
-    cfg = sft.Config(steps=3, batch_size=8, eval_every=100, eval_problems=5, compare_steps=0)
+    cfg = sft.Config(steps=3, batch_size=8, eval_every=1, eval_problems=5, compare_steps=0)
     with tl.cpu_threads(cfg.threads):
-        first, _ = sft.train(cfg)
-        torch.manual_seed(123)  # whatever ran before, train() reseeds
-        second, _ = sft.train(cfg)
+        first, history = sft.train(cfg)
+        torch.manual_seed(123)  # whatever ran before, train() reseeds; evaluating draws no randomness
+        second, final_only = sft.train(cfg, eval_along=False)
+    assert [step for step, _ in history] == [0, 1, 2, 3] and [step for step, _ in final_only] == [3]
     for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
         assert torch.equal(a, b), name
 
@@ -100,7 +101,8 @@ def test_ppo_clipped_objective_hand_computed():
 
 
 def test_ppo_clipped_value_loss_hand_computed():
-    values, old, returns, mask = torch.tensor([[0.9, 0.1]]), torch.tensor([[0.5, 0.5]]), torch.ones(1, 2), torch.ones(1, 2)
+    values, old = torch.tensor([[0.9, 0.1]]), torch.tensor([[0.5, 0.5]])
+    returns, mask = torch.ones(1, 2), torch.ones(1, 2)
     # clipped values 0.7 and 0.3: max((0.9-1)^2, (0.7-1)^2) = 0.09, max((0.1-1)^2, (0.3-1)^2) = 0.81
     assert ppo.ppo_value_loss(values, old, returns, mask, 0.2).item() == pytest.approx(0.225, abs=1e-6)
     assert ppo.ppo_value_loss(values, old, returns, mask, None).item() == pytest.approx(0.205, abs=1e-6)
@@ -115,7 +117,8 @@ def test_kl_penalty_on_every_token_and_score_on_the_last():
 
 
 def test_token_advantages_use_gae_and_stop_at_the_last_token():
-    rewards, values, mask = torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[0.5, 0.8, 0.3]]), torch.tensor([[1.0, 1, 0]])
+    rewards, values = torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[0.5, 0.8, 0.3]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
     adv, ret = ppo.token_advantages(rewards, values, mask, gamma=1.0, lam=1.0)
     assert adv[0].tolist() == pytest.approx([0.5, 0.2, 0.0])  # Monte Carlo return 1 minus V
     assert ret[0].tolist() == pytest.approx([1.0, 1.0, 0.0])
