@@ -17,8 +17,10 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 
 if "$venv/bin/python" -c "import torch" 2>/dev/null; then
   echo "setup: torch already installed"
-elif "${pip[@]}" install -q --no-index "torch==$torch_version" 2>/dev/null; then
-  echo "setup: torch $torch_version from a local wheel"
+elif "${pip[@]}" install -q --no-index --no-deps "torch==$torch_version" 2>/dev/null; then
+  # the wheel came from local find-links; its own dependencies come from the index
+  "${pip[@]}" install -q "torch==$torch_version"
+  echo "setup: torch $torch_version from a local wheel ($("$venv/bin/python" -c 'import torch; print(torch.__version__)'))"
 elif [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null \
   && "${pip[@]}" install -q --timeout 30 --retries 1 \
        --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple "torch==$torch_version"; then
