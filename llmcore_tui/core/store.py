@@ -41,8 +41,8 @@ def _migration_1(db: Any) -> None:
         pk="item_id", not_null={"kind", "module", "day", "due_ts", "fsrs_json", "introduced_ts"},
         defaults={"reps": 0, "lapses": 0},
     )
-    db["srs_items"].create_index(["due_ts"])
-    db["srs_items"].create_index(["introduced_ts"])
+    db["srs_items"].create_index(["due_ts", "state"])  # covers the due count on the Today screen
+    db["srs_items"].create_index(["introduced_ts", "kind"])  # covers "new cards introduced today"
     db["srs_items"].create_index(["kind", "module", "due_ts"])  # covers the roadmap's per-module counts
     # Append-only: an undo is a new row pointing at the review it takes back.
     db["reviews"].create(

@@ -22,10 +22,9 @@ class TodayScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.refresh_today()
         self.call_after_refresh(self.app.mark_first_paint)  # type: ignore[attr-defined]
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self) -> None:  # also the first time the screen is shown
         self.refresh_today()
 
     def refresh_today(self) -> None:
