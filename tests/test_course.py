@@ -75,3 +75,9 @@ def test_calendar_opens_days_as_time_passes(course):
     course.clock.advance(3 * DAY)
     assert [s.unlocked for s in course.day_statuses()[:5]] == [True, True, True, True, False]
     assert course.today().day.number == 4
+
+
+def test_the_review_day_asks_for_both_its_quizzes(real_course):
+    day13 = real_course.day_statuses()[12]
+    quizzes = [c.detail for c in day13.criteria if c.name == "quiz"]
+    assert quizzes == ["quiz not passed yet", "review quiz not passed yet"]

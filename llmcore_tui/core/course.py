@@ -173,9 +173,11 @@ class Course:
             for lab in labs_for_day(day.number):
                 criteria.append(Criterion("lab", lab.name in labs_passed, f"lab {lab.name} " + (
                     "succeeded" if lab.name in labs_passed else "not yet run successfully")))
-            if day.module in quiz_modules:
-                passed = day.module in quizzes_passed
-                criteria.append(Criterion("quiz", passed, "quiz passed" if passed else "quiz not passed yet"))
+            for quiz in (day.module, *roadmap.EXTRA_QUIZZES.get(day.number, ())):
+                if quiz in quiz_modules:
+                    passed = quiz in quizzes_passed
+                    name = "quiz" if quiz == day.module else f"{quiz} quiz"
+                    criteria.append(Criterion("quiz", passed, f"{name} passed" if passed else f"{name} not passed yet"))
             if day.module == "brief":
                 exported = self.store.get_setting("brief_exported_ts") is not None
                 criteria.append(Criterion("brief", exported, "brief exported" if exported else "brief not exported yet"))

@@ -79,6 +79,8 @@ DAYS: tuple[Day, ...] = (
 )
 
 BY_NUMBER: dict[int, Day] = {d.number: d for d in DAYS}
+# quizzes a day asks for besides its own module's: the review day also takes the course-wide review
+EXTRA_QUIZZES: dict[int, tuple[str, ...]] = {13: ("review",)}
 MODULE_DAYS: dict[str, int] = {d.module: d.number for d in DAYS}
 LEARNING_MODULES: tuple[str, ...] = tuple(d.module for d in DAYS if d.number <= 13)
 
