@@ -178,8 +178,8 @@ def _days_cte(ranges: list[tuple[date, float, float]]) -> str:
     return f"days(i, lo, hi) AS (VALUES {rows})"
 
 
-def _valid(conn: sqlite3.Connection, lo: float) -> str:
-    """SQL: review ``r`` (made at or after ``lo``) is a rating still in effect. The undone ids
+def _valid() -> str:
+    """SQL: review ``r`` is a rating still in effect (not an undo row, not undone). The undone ids
     come from a non-correlated subquery, evaluated once per statement."""
     return "r.rating IS NOT NULL AND r.id NOT IN (SELECT u.undoes FROM reviews u WHERE u.undoes IS NOT NULL)"
 
@@ -270,7 +270,7 @@ def true_retention(course: Course | Context, since: date | float | None = None) 
     where = "" if lo == -math.inf else f"r.reviewed_ts >= {lo!r} AND "
     passed, total = ctx.conn.execute(
         f"SELECT coalesce(sum(r.rating > 1), 0), count(*) FROM reviews r "
-        f"WHERE {where}{_valid(ctx.conn, lo)} AND r.state_before IS NOT NULL AND {_is_review_state('r.state_before')}"
+        f"WHERE {where}{_valid()} AND r.state_before IS NOT NULL AND {_is_review_state('r.state_before')}"
     ).fetchone()
     return Retention(int(passed), int(total), ctx.desired_retention)
 
@@ -299,7 +299,7 @@ def first_review_retention(course: Course | Context, days: int = 30, today: date
         # a bare column (rating) is taken from the row holding the group's min()
         f"firsts AS (SELECT days.i AS i, r.rating AS rating, min(r.reviewed_ts) "
         f"FROM days JOIN reviews r ON r.reviewed_ts >= days.lo AND r.reviewed_ts < days.hi "
-        f"WHERE {_valid(ctx.conn, ranges[0][1])}{new_filter} GROUP BY days.i, r.item_id) "
+        f"WHERE {_valid()}{new_filter} GROUP BY days.i, r.item_id) "
         f"SELECT i, coalesce(sum(rating > 1), 0), count(*) FROM firsts GROUP BY i"
     ).fetchall()
     by_day = {i: (int(p), int(n)) for i, p, n in rows}
