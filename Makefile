@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast bench check smoke clean
+.PHONY: run test test-fast bench robust check smoke clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -31,6 +31,11 @@ smoke: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/startup.py
+
+# every lab's toy over seeds 0-2 x torch threads 1-2: per claim, the worst value and its margin
+# (report in output/robust/); LABS=dpo,gae limits it to some labs
+robust: $(STAMP)
+	$(PY) benchmarks/robust.py $(if $(LABS),--labs $(LABS))
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

@@ -229,6 +229,20 @@ def seed_everything(seed: int) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+THREADS_ENV = "LABS_TORCH_THREADS"
+
+
+def torch_threads(default: int) -> int:
+    """The torch CPU thread count a lab should use: ``--threads`` when given, else ``default``.
+
+    ``--threads`` travels in an environment variable so that a lab's own child processes
+    (the parallel lab's ranks) see it too. Results must not depend on it: ``make robust``
+    runs every lab's toy on 1 and on 2 threads.
+    """
+    raw = os.environ.get(THREADS_ENV, "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+
+
 def check_device(device: str) -> None:
     if device == "cpu":
         return
@@ -248,12 +262,14 @@ def load_lab(name: str) -> types.ModuleType:
 
 
 def make_config(module: types.ModuleType, toy: bool, seed: int | None, device: str | None,
-                assignments: Sequence[str] = ()) -> Any:
+                assignments: Sequence[str] = (), threads: int | None = None) -> Any:
     overrides: dict[str, Any] = dict(getattr(module, "TOY", {})) if toy else {}
     if seed is not None:
         overrides["seed"] = seed
     if device is not None:
         overrides["device"] = device
+    if threads is not None and "threads" in {f.name for f in dataclasses.fields(module.Config)}:
+        overrides["threads"] = threads
     return apply_overrides(module.Config(), overrides, assignments)
 
 
@@ -272,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--toy", action="store_true", help="the small preset (seconds on a laptop CPU)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads (default: the lab's own choice, usually 1)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value; repeatable")
     parser.add_argument("--json", action="store_true", help="print the JSON-lines event stream")
@@ -296,7 +314,9 @@ def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> in
     try:
         args = parser.parse_args(argv)
         module = load_lab(args.name)
-        cfg = make_config(module, args.toy, args.seed, args.device, args.assignments)
+        if args.threads is not None and args.threads < 1:
+            raise LabUsageError(f"--threads {args.threads}: expected a positive number")
+        cfg = make_config(module, args.toy, args.seed, args.device, args.assignments, args.threads)
         check_device(cfg.device)
     except (_ArgumentError, LabUsageError) as exc:
         if "--json" in (argv if argv is not None else sys.argv[1:]):
@@ -309,6 +329,9 @@ def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> in
         stream.write(json.dumps(config, indent=2) + "\n")
         return EXIT_OK
 
+    previous_threads = os.environ.get(THREADS_ENV)
+    if args.threads is not None:
+        os.environ[THREADS_ENV] = str(args.threads)
     out_dir = args.out or default_out_dir(args.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     emit = Emitter(args.name, stream, args.json, out_dir / "events.jsonl")
@@ -328,15 +351,21 @@ def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> in
         return EXIT_FAILED
     finally:
         emit.close()
+        if previous_threads is None:  # run_in_process runs many labs in one test process
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = previous_threads
 
 
 def run_in_process(name: str, toy: bool = True, seed: int | None = None,
-                   assignments: Sequence[str] = (), out_dir: Path | None = None) -> list[dict[str, Any]]:
+                   assignments: Sequence[str] = (), out_dir: Path | None = None,
+                   threads: int | None = None) -> list[dict[str, Any]]:
     """Run a lab in this process and return its events (for tests)."""
     import io
 
     buffer = io.StringIO()
     argv = [name, "--json"] + (["--toy"] if toy else []) + (["--seed", str(seed)] if seed is not None else [])
+    argv += ["--threads", str(threads)] if threads is not None else []
     for a in assignments:
         argv += ["--set", a]
     if out_dir is not None:

@@ -38,6 +38,8 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from labs._runtime import torch_threads
+
 # -- tokenizer ------------------------------------------------------------------------------
 
 VOCAB: tuple[str, ...] = ("<pad>", "<eos>", *"0123456789", "+", "=")
@@ -184,6 +186,7 @@ def cpu_threads(n: int) -> Iterator[None]:
     the slow-down of spinning OpenMP workers when several processes share two cores.
     """
     old = torch.get_num_threads()
+    n = torch_threads(n)
     if n > 0:
         torch.set_num_threads(n)
     try:

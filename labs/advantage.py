@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from labs._runtime import Emitter, LabFailure
+from labs._runtime import Emitter, LabFailure, torch_threads
 from labs.gae import compute_gae
 
 SIGNALS = ("total", "reward_to_go", "baseline", "advantage")
@@ -256,7 +256,7 @@ def first_reaching(curve: list[float], target: float, window: int = 5) -> int | 
 # -- the lab --------------------------------------------------------------------------------
 
 def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(torch_threads(1))
     n_pool = max(cfg.episodes_per_batch, cfg.var_episodes)
     emit.start(cfg, total_steps=len(SIGNALS) * cfg.iterations + 2)
 

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from labs._runtime import Emitter, LabFailure
+from labs._runtime import Emitter, LabFailure, torch_threads
 
 
 def compute_gae(rewards: Any, values: Any, dones: Any, last_value: Any, gamma: float, lam: float) -> tuple[Any, Any]:
@@ -470,7 +470,7 @@ def evaluate(cfg: Config, agent, episodes: int) -> float | None:
 def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(torch_threads(1))
     emit.start(cfg, total_steps=len(cfg.ppo_lambdas) * cfg.total_timesteps)
     head = gae_bias_variance(cfg, emit)
 

@@ -84,7 +84,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.optim import ZeroRedundancyOptimizer
 
-from labs._runtime import Emitter, LabFailure
+from labs._runtime import Emitter, LabFailure, torch_threads
 
 
 @dataclass
@@ -691,7 +691,7 @@ def run_fsdp(cfg: Config, mesh: Mesh, device: str, traffic: Traffic, ref: tuple,
 def _worker(rank: int, cfg_dict: dict, init_file: str, result_dir: str, messages: Any) -> None:
     cfg = Config(**cfg_dict)
     world = cfg.tp * cfg.pp * cfg.dp
-    torch.set_num_threads(1)  # one core per process: timings mean what they say
+    torch.set_num_threads(torch_threads(1))  # one core per process: timings mean what they say
     torch.manual_seed(cfg.seed)
     device = cfg.device
     if device.startswith("cuda"):
