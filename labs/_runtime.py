@@ -25,6 +25,7 @@ import time
 import traceback
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Sequence
 
@@ -187,6 +188,45 @@ def _coerce(raw: str, annotation: Any, key: str) -> Any:
     raise LabUsageError(f"--set {key}: values of type {annotation} cannot be set from the command line")
 
 
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of one config field (each element, for a tuple), declared in the lab's ``LIMITS``.
+
+    ``LIMITS = {"gamma": Range(0, 1, low_open=True), "kv_heads": Range(1)}`` beside the
+    Config: the runtime checks every listed field before the run starts and names the field
+    in the usage error. A tuple or list field must not be empty unless ``may_be_empty``.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    may_be_empty: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return f"must be {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return f"must be {'<' if self.high_open else '<='} {self.high:g}"
+        return None
+
+
+def check_limits(cfg: Any, limits: dict[str, Range]) -> None:
+    """Raise LabUsageError naming the first field whose value its Range (or emptiness) forbids."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        limit = limits.get(f.name, Range())
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if isinstance(value, (tuple, list)) and not value and not limit.may_be_empty:
+            raise LabUsageError(f"{f.name}: needs at least one value")
+        for item in values:
+            problem = limit.problem(item)
+            if problem:
+                raise LabUsageError(f"{f.name}={item}: {problem}")
+
+
 def apply_overrides(cfg: Any, overrides: dict[str, Any] | None = None, assignments: Sequence[str] = ()) -> Any:
     """A copy of ``cfg`` with preset overrides (already typed) and ``key=value`` strings applied."""
     hints = typing.get_type_hints(type(cfg))
@@ -204,6 +244,8 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any] | None = None, assignmen
     if unknown:
         raise LabUsageError(f"unknown setting(s) {', '.join(unknown)}; settings are: {', '.join(names)}")
     new = dataclasses.replace(cfg, **changes)
+    module = sys.modules.get(type(cfg).__module__)
+    check_limits(new, getattr(module, "LIMITS", {}))
     validate = getattr(new, "validate", None)
     if callable(validate):
         try:

@@ -99,3 +99,15 @@ def test_threads_flag_reaches_the_config_and_the_environment():
     assert not hasattr(cfg, "threads")  # mdp has no threads field: the flag only sets the environment
     assert _runtime.torch_threads(1) == 1
     assert main(["mdp", "--toy", "--threads", "0"], io.StringIO()) == EXIT_USAGE
+
+
+def test_limits_refuse_an_empty_sweep_and_name_the_field(capsys):
+    from labs import _runtime
+
+    assert main(["mdp", "--toy", "--set", "gamma_sweep="], io.StringIO()) == EXIT_USAGE
+    assert "gamma_sweep: needs at least one value" in capsys.readouterr().err
+    limits = {"gamma": _runtime.Range(0, 1, low_open=True), "steps": _runtime.Range(1)}
+    assert limits["gamma"].problem(0.0) == "must be > 0"
+    assert limits["gamma"].problem(1.0) is None
+    assert limits["steps"].problem(0) == "must be >= 1"
+    assert _runtime.Range(may_be_empty=True).problem(True) is None  # booleans are not numbers here
