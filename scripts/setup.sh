@@ -2,8 +2,9 @@
 # Creates the virtual environment and installs llmcore-tui with its test tools.
 # torch: the CPU build is preferred (it is a tenth of the size and the labs are CPU-first);
 #   1. a CPU wheel already on this machine's pip find-links (no network at all),
-#   2. on Linux without an NVIDIA driver, PyTorch's CPU index,
-#   3. otherwise the default index (which is also the right choice on macOS and Windows).
+#   2. TORCH_INDEX_URL, when set: an extra index that serves the build you want (for example
+#      PyTorch's CPU wheel index on a Linux machine without a GPU); no index is named here,
+#   3. otherwise pip's configured index (the CUDA build on Linux, the only build on macOS).
 set -euo pipefail
 venv=${1:-.venv}
 torch_version=${TORCH_VERSION:-2.13.0}
@@ -21,10 +22,9 @@ elif "${pip[@]}" install -q --no-index --no-deps "torch==$torch_version" 2>/dev/
   # the wheel came from local find-links; its own dependencies come from the index
   "${pip[@]}" install -q "torch==$torch_version"
   echo "setup: torch $torch_version from a local wheel ($("$venv/bin/python" -c 'import torch; print(torch.__version__)'))"
-elif [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null \
-  && "${pip[@]}" install -q --timeout 30 --retries 1 \
-       --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple "torch==$torch_version"; then
-  echo "setup: torch $torch_version (CPU build) from the PyTorch index"
+elif [ -n "${TORCH_INDEX_URL:-}" ] \
+  && "${pip[@]}" install -q --timeout 30 --retries 1 --extra-index-url "$TORCH_INDEX_URL" "torch==$torch_version"; then
+  echo "setup: torch $torch_version from TORCH_INDEX_URL"
 else
   "${pip[@]}" install -q "torch==$torch_version" || "${pip[@]}" install -q torch
 fi
