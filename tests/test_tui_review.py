@@ -70,3 +70,19 @@ async def test_export_brief_from_the_app(course, tmp_path, monkeypatch):
         assert course.store.get_setting("brief_exported_ts") is not None
     text = (tmp_path / "brief.md").read_text(encoding="utf-8")
     assert "MDP" in text
+
+
+async def test_empty_queue_says_when_the_next_card_comes_and_r_looks_again(course):
+    course.settings.set("new_per_day", 1)
+    app = LlmcoreApp(course)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("r", "space", "4")  # the one new card of the day, rated Easy: due in days
+        await pilot.pause()
+        screen = app.screen
+        assert screen.current is None
+        text = str(screen.query_one("#review-empty").render())
+        assert "The next card comes" in text and "04:00" in text  # from the day-start hour
+        course.clock.advance(40 * 86_400)
+        await pilot.press("r")  # looks again on the same screen: the card is due now
+        await pilot.pause()
+        assert screen.current_id == "mdp-one"

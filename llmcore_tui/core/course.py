@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from llmcore_tui.core import roadmap
@@ -80,6 +80,11 @@ class Course:
         if self.store.get_setting("start_date") is None:
             self.store.set_setting("start_date", self.study_date().isoformat())
 
+    def day_start_after(self, ts: float, days: int) -> float:
+        """Start of the study day ``days`` after the one ``ts`` falls in (where a review card is due)."""
+        hour = self.settings.get("day_start_hour")
+        return day_bounds(study_date(ts, hour, self.tz) + timedelta(days=days), hour, self.tz)[0]
+
     @property
     def start_date(self) -> date:
         return date.fromisoformat(self.store.get_setting("start_date"))
@@ -91,7 +96,7 @@ class Course:
     @property
     def srs(self) -> Srs:
         if self._srs is None:
-            self._srs = Srs(self.store, self.settings.get("desired_retention"), self.fuzz)
+            self._srs = Srs(self.store, self.settings.get("desired_retention"), self.fuzz, self.day_start_after)
         return self._srs
 
     def new_items(self, unlocked: set[int], introduced: set[str] | None = None) -> list[NewItem]:

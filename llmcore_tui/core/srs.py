@@ -9,9 +9,10 @@ restores the state from before that review: history is never rewritten.
 from __future__ import annotations
 
 import json
+import random
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from llmcore_tui.core.clock import utc
 from llmcore_tui.core.store import Store
@@ -61,13 +62,74 @@ def format_interval(seconds: float) -> str:
     return f"{days / 365.25:.1f}y"
 
 
+DAY_S = 86_400.0
+
+DayStart = Callable[[float, int], float]  # (moment, n) -> start of the study day n days after the moment's
+
+
 class Srs:
-    def __init__(self, store: Store, desired_retention: float = 0.9, fuzz: bool = True):
+    """FSRS-6 scheduling with two habits of Anki's that the package leaves to its caller.
+
+    - **A review card is due for its whole study day.** With ``day_start`` given, a card in
+      the Review state is due from the start of the study day its interval lands on, so a
+      session started in the morning sees all of today's reviews at once, not one more each
+      time the clock passes the minute of last time's rating. Learning steps keep minutes.
+    - **Fuzz that keeps the buttons in order and means what it shows.** The package fuzzes
+      each rating with an independent global ``random()``, so the preview and the rating
+      disagree and Hard can land after Good. Here one draw per (item, repetition) fuzzes all
+      four ratings, within the package's own fuzz ranges, so the preview is exactly what a
+      rating does and Again <= Hard <= Good <= Easy, strictly where the unfuzzed intervals differ.
+    """
+
+    def __init__(self, store: Store, desired_retention: float = 0.9, fuzz: bool = True,
+                 day_start: DayStart | None = None):
         import fsrs  # imported here, not at module level: the Today screen does not need it
 
         self._fsrs = fsrs
         self.store = store
-        self.scheduler = fsrs.Scheduler(desired_retention=desired_retention, enable_fuzzing=fuzz)
+        self.fuzz = fuzz
+        self.day_start = day_start
+        self.scheduler = fsrs.Scheduler(desired_retention=desired_retention, enable_fuzzing=False)
+
+    def _outcomes(self, item_id: str, card: Any, reps: int, now: float) -> dict[int, tuple[Any, float, float]]:
+        """For each rating: the card after it, its due time, and the interval a button shows (s)."""
+        when = utc(now)
+        after = {r: self.scheduler.review_card(card, self._fsrs.Rating(r), review_datetime=when)[0]
+                 for r in (AGAIN, HARD, GOOD, EASY)}
+        review = {r for r, c in after.items() if c.state == self._fsrs.State.Review}
+        raw_days = {r: max(1, round((after[r].due - when).total_seconds() / DAY_S)) for r in review}
+        days = dict(raw_days)
+        if self.fuzz:
+            draw = random.Random(f"{item_id}:{reps}").random()  # one draw: the same for preview and rating
+            days = {r: self._fuzzed_days(d, draw) for r, d in raw_days.items()}
+        previous = None
+        for r in (AGAIN, HARD, GOOD, EASY):  # keep the buttons in order
+            if r in review and previous in review:
+                floor = days[previous] + (1 if raw_days[r] > raw_days[previous] else 0)
+                days[r] = min(max(days[r], floor), self.scheduler.maximum_interval)
+            previous = r
+        out = {}
+        for r, c in after.items():
+            if r in review:
+                due = self.day_start(now, days[r]) if self.day_start else now + days[r] * DAY_S
+                c.due = utc(due)
+                out[r] = (c, due, days[r] * DAY_S)
+            else:
+                due = c.due.timestamp()
+                out[r] = (c, due, due - now)
+        return out
+
+    def _fuzzed_days(self, days: int, draw: float) -> int:
+        """The package's fuzz range for an interval, with the caller's uniform draw in [0, 1)."""
+        if days < 2.5:
+            return days
+        delta = 1.0
+        for band in self._fsrs.scheduler.FUZZ_RANGES:
+            delta += band["factor"] * max(min(float(days), band["end"]) - band["start"], 0.0)
+        low = max(2, round(days - delta))
+        high = min(round(days + delta), self.scheduler.maximum_interval)
+        low = min(low, high)
+        return min(round(draw * (high - low + 1) + low - 0.5), high)
 
     # -- reading --------------------------------------------------------------------------
     def row(self, item_id: str) -> dict[str, Any] | None:
@@ -80,14 +142,10 @@ class Srs:
         return self._fsrs.Card.from_dict(json.loads(row["fsrs_json"]))
 
     def preview(self, item_id: str, now: float) -> dict[int, float]:
-        """Seconds until the item would be due again, for each of the four ratings."""
-        card = self._card(item_id, self.row(item_id))
-        when = utc(now)
-        out = {}
-        for rating in (AGAIN, HARD, GOOD, EASY):
-            after, _ = self.scheduler.review_card(card, self._fsrs.Rating(rating), review_datetime=when)
-            out[rating] = (after.due - when).total_seconds()
-        return out
+        """The interval each of the four ratings would give, in seconds (whole days for reviews)."""
+        row = self.row(item_id)
+        outcomes = self._outcomes(item_id, self._card(item_id, row), row["reps"] if row else 0, now)
+        return {rating: interval for rating, (_, _, interval) in outcomes.items()}
 
     def retrievability(self, row: dict[str, Any], now: float) -> float:
         card = self._fsrs.Card.from_dict(json.loads(row["fsrs_json"]))
@@ -104,15 +162,14 @@ class Srs:
             if before is None and isinstance(item, str):
                 raise KeyError(f"{item_id} has never been introduced; pass a NewItem")
             card = self._card(item_id, before)
-            when = utc(now)
-            after, _ = self.scheduler.review_card(card, self._fsrs.Rating(rating), review_datetime=when)
+            after, due_ts, interval_s = self._outcomes(item_id, card, before["reps"] if before else 0, now)[rating]
             fsrs_dict = after.to_dict()
             state = {
                 "item_id": item_id,
                 "kind": before["kind"] if before else item.kind,  # type: ignore[union-attr]
                 "module": before["module"] if before else item.module,  # type: ignore[union-attr]
                 "day": before["day"] if before else item.day,  # type: ignore[union-attr]
-                "due_ts": after.due.timestamp(),
+                "due_ts": due_ts,
                 "state": int(after.state),
                 "stability": after.stability,
                 "difficulty": after.difficulty,
@@ -130,7 +187,7 @@ class Srs:
                 "INSERT INTO reviews(item_id, rating, reviewed_ts, duration_ms, state_before, state_after) VALUES (?, ?, ?, ?, ?, ?)",
                 (item_id, rating, now, duration_ms, json.dumps(before) if before else None, json.dumps(state)),
             )
-        return RateResult(int(cursor.lastrowid), item_id, rating, state["due_ts"], state["due_ts"] - now)
+        return RateResult(int(cursor.lastrowid), item_id, rating, due_ts, interval_s)
 
     def last_undoable(self) -> dict[str, Any] | None:
         rows = self.store.query(
@@ -175,6 +232,12 @@ def count_due(store: Store, now: float) -> tuple[int, int]:
         "SELECT count(*), coalesce(sum(state IN (1, 3)), 0) FROM srs_items WHERE due_ts <= ?", (now,)
     ).fetchone()
     return int(row[0]), int(row[1])
+
+
+def next_due_ts(store: Store, after: float) -> float | None:
+    """When the next item falls due after ``after`` (None: nothing scheduled); from the due index."""
+    value = store.scalar("SELECT min(due_ts) FROM srs_items WHERE due_ts > ?", (after,))
+    return None if value is None else float(value)
 
 
 def introduced_since(store: Store, since: float) -> int:
@@ -239,5 +302,5 @@ def interval_labels(srs: Srs, item_id: str, now: float) -> dict[int, str]:
 
 __all__ = [
     "AGAIN", "HARD", "GOOD", "EASY", "RATING_NAMES", "NewItem", "RateResult", "Srs", "ReviewQueue",
-    "Counts", "count_due", "introduced_since", "introduced_ids", "format_interval", "interval_labels",
+    "Counts", "count_due", "next_due_ts", "introduced_since", "introduced_ids", "format_interval", "interval_labels",
 ]

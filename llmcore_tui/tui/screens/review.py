@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
 from llmcore_tui.core.mathtext import render_math
-from llmcore_tui.core.srs import RATING_NAMES, NewItem, ReviewQueue, interval_labels
+from llmcore_tui.core.srs import RATING_NAMES, NewItem, ReviewQueue, interval_labels, next_due_ts
 
 
 class ReviewScreen(Screen):
@@ -25,6 +25,7 @@ class ReviewScreen(Screen):
         Binding("4", "rate(4)", "Easy", id="review.easy", show=False),
         Binding("u", "undo", "Undo", id="review.undo", tooltip="Take back the last rating"),
         Binding("z", "toggle_lang", "EN/中文", id="review.lang", tooltip="Switch the card language"),
+        Binding("r", "refresh", "Refresh", id="review.refresh", tooltip="Look again for due and new cards"),
         Binding("escape", "app.switch_mode('today')", "Back", id="review.back"),
     ]
 
@@ -118,7 +119,8 @@ class ReviewScreen(Screen):
             front.display = back.display = bar.display = False
             meta.update(f"{self.reviewed} reviewed this session")
             empty.display = True
-            empty.update("Nothing more to review right now. 🎉\n\nPress [b]t[/b] for Today, or [b]u[/b] to undo the last rating.")
+            empty.update(f"Nothing more to review right now. 🎉\n\n{self._next_due_text()}\n\n"
+                         "Press [b]r[/b] to look again, [b]t[/b] for Today, or [b]u[/b] to undo the last rating.")
             return
         empty.display = False
         front.display = True
@@ -135,7 +137,23 @@ class ReviewScreen(Screen):
             for rating, name in RATING_NAMES.items():
                 self.query_one(f"#rate-{rating}", Button).label = f"{rating} {name} · {labels[rating]}"
 
+    def _next_due_text(self) -> str:
+        from datetime import datetime
+
+        now = self.course.now()
+        due = next_due_ts(self.course.store, now)
+        if due is None:
+            return "No card is scheduled yet."
+        hours = (due - now) / 3600
+        when = datetime.fromtimestamp(due, self.course.tz)
+        wait = f"{hours * 60:.0f} min" if hours < 1 else (f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} days")
+        return f"The next card comes {when:%a %d %b %H:%M} (in {wait})."
+
     # -- actions --------------------------------------------------------------------------
+    def action_refresh(self) -> None:
+        """A fresh queue: cards that fell due since the screen opened, and today's new cards."""
+        self.start()
+
     def action_reveal(self) -> None:
         if self.current is not None and not self.revealed:
             self.revealed = True
