@@ -20,7 +20,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import traceback
 import types
@@ -271,6 +273,89 @@ def seed_everything(seed: int) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+# -- the parent watch: a lab never outlives the app that started it --------------------------------
+
+PARENT_ENV = "LLMCORE_LAB_PARENT"  # set by llmcore_tui.core.labruns to the starting process's pid
+PR_SET_PDEATHSIG = 1
+_FORKED_FROM_MAIN = [False]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_own_group() -> None:
+    """SIGKILL this lab and everything it started (it leads its own process group when the app
+    started it); only itself otherwise."""
+    try:
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+    finally:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _set_parent_death_signal() -> bool:
+    """Linux: the kernel sends SIGKILL to this process when its parent (thread) dies."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _before_fork() -> None:
+    _FORKED_FROM_MAIN[0] = threading.current_thread() is threading.main_thread()
+
+
+def _after_fork_in_child() -> None:
+    # a forked helper (the parallel lab's ranks on CPU) dies with the lab; the death signal is
+    # tied to the forking thread, so only when that was the lab's main thread
+    if _FORKED_FROM_MAIN[0]:
+        _set_parent_death_signal()
+
+
+def watch_parent(poll_s: float = 0.2, death_signal: bool = True) -> bool:
+    """When started by the app (``LLMCORE_LAB_PARENT`` set), die with it.
+
+    Two guards, because either alone has a gap: the Linux parent-death signal (SIGKILL from the
+    kernel even while the lab holds the GIL in a long C call), set first and then checked
+    against the expected parent pid, which closes the race of a parent that died before it was
+    set; and a watchdog thread, portable, that polls every ``poll_s`` whether the parent pid
+    changed or is gone and then SIGKILLs the lab's whole process group. Returns True when the
+    watch is on. (``death_signal=False`` leaves the watchdog alone, for its test.)
+    """
+    raw = os.environ.pop(PARENT_ENV, "")  # the lab's own children are not started by the app
+    if not raw.isdigit():
+        return False
+    expected = int(raw)
+    first_parent = os.getppid()
+    if first_parent == expected and death_signal:
+        _set_parent_death_signal()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    if os.getppid() != first_parent or not _alive(expected):  # the parent died before the signal was set
+        _kill_own_group()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != first_parent or not _alive(expected):
+                _kill_own_group()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    return True
+
+
 THREADS_ENV = "LABS_TORCH_THREADS"
 
 
@@ -371,6 +456,7 @@ def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> in
         stream.write(json.dumps(config, indent=2) + "\n")
         return EXIT_OK
 
+    watch_parent()
     previous_threads = os.environ.get(THREADS_ENV)
     if args.threads is not None:
         os.environ[THREADS_ENV] = str(args.threads)

@@ -7,7 +7,7 @@ import sqlite3
 from typer.testing import CliRunner
 
 from llmcore_tui.cli import app
-from llmcore_tui.core.store import SCHEMA_VERSION
+from llmcore_tui.core.store import APPLICATION_ID, SCHEMA_VERSION
 from tests.conftest import card_block, write_card_file
 
 runner = CliRunner()
@@ -57,7 +57,9 @@ def test_env_var_chooses_the_database(tmp_path, content, monkeypatch):
 def test_settings_set_validates(tmp_path, content, monkeypatch):
     monkeypatch.setenv("LLMCORE_CONTENT", str(content))
     db = str(tmp_path / "p.db")
-    assert runner.invoke(app, ["--db", db, "settings", "set", "new_per_day", "7"]).output.strip() == "new_per_day = 7"
+    first = runner.invoke(app, ["--db", db, "settings", "set", "new_per_day", "7"])
+    assert first.stdout.strip() == "new_per_day = 7"
+    assert "created a new progress database" in first.stderr  # the first use says so, on stderr
     bad = runner.invoke(app, ["--db", db, "settings", "set", "new_per_day", "lots"])
     assert bad.exit_code == 2 and "new_per_day must be a int" in bad.output
     shown = runner.invoke(app, ["--db", db, "settings", "show"])
@@ -69,6 +71,7 @@ def test_newer_database_gives_a_clear_error_not_a_traceback(tmp_path, content, m
     db = tmp_path / "future.db"
     conn = sqlite3.connect(db)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # as a newer llmcore-tui writes it
     conn.close()
     result = runner.invoke(app, ["--db", str(db), "stats"])
     assert result.exit_code == 1

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from llmcore_tui.core.store import SCHEMA_VERSION, Store, StoreError
+from llmcore_tui.core.store import APPLICATION_ID, SCHEMA_VERSION, Store, StoreError
 
 
 def digest(path) -> str:
@@ -46,6 +46,7 @@ def test_newer_database_is_refused_and_left_untouched(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE future(x)")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # a newer llmcore-tui sets it too
     conn.commit()
     conn.close()
     before = digest(path)

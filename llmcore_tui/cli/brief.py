@@ -1,7 +1,7 @@
 """``llmcore-tui export-brief``: write the personal technical brief (day 14 of the course).
 
 Registered by the root app as ``app.command("export-brief")(export_brief)``. Exit codes: 0
-written, 1 the database cannot be opened, 2 a usage error (unknown format or language, a
+written, 1 the database cannot be opened or is read-only (then no file is written), 2 a usage error (unknown format or language, a
 folder or an unwritable path given as output).
 """
 
@@ -65,12 +65,16 @@ def export_brief(
 
         db, source = default_db_path()
         opts = Options(db, source, default_lang())
+    from llmcore_tui.core.store import StoreError
+
     course = open_course(opts)
     try:
         chosen = _lang(ctx, lang, course.settings.get("lang"))
         brief = write_brief(course, path, fmt, chosen)
     except BriefError as exc:
         raise _fail(str(exc)) from None
+    except StoreError as exc:  # read-only: the export could not be recorded, so nothing was written
+        raise _fail(str(exc), 1) from None
     finally:
         course.close()
     tot = brief.totals

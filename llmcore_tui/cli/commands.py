@@ -6,13 +6,14 @@ scheduler) are imported inside the commands that need them, so ``--help`` stays 
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from llmcore_tui.cli.options import Options, resolve_options
+from llmcore_tui.cli.options import Options, prepare_store, resolve_options
 from llmcore_tui.core.store import StoreError
 
 app = typer.Typer(
@@ -49,9 +50,15 @@ def open_course(opts: Options, fuzz: bool = True):
     from llmcore_tui.core.course import Course, cache_dir, content_root
 
     try:
-        return Course.open(opts.db, content_root(), cache_dir=cache_dir(), fuzz=fuzz)
+        course = Course.open(opts.db, content_root(), cache_dir=cache_dir(), fuzz=fuzz)
     except (StoreError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
+    try:
+        prepare_store(course.store)
+    except StoreError as exc:
+        course.close()
+        raise fail(str(exc)) from None
+    return course
 
 
 @app.command()
@@ -144,6 +151,8 @@ def settings_set(ctx: typer.Context, key: str, value: str) -> None:
         stored = course.settings.set(key, value)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
+    except StoreError as exc:  # a read-only database: nothing was changed
+        raise fail(str(exc), 1) from None
     finally:
         course.close()
     typer.echo(f"{key} = {stored}")
@@ -158,8 +167,13 @@ app.command("smoke")(_smoke.smoke)
 
 
 def run() -> None:
+    """Exit codes of every command: 0 done, 1 failed (the database cannot be opened, is read-only
+    for a change, or another database error), 2 usage; ``lab run`` adds 130 (interrupted)."""
     try:
         app()
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except sqlite3.Error as exc:  # a database error the command did not foresee: no traceback
+        typer.echo(f"error: database error: {exc}", err=True)
         sys.exit(1)

@@ -46,9 +46,17 @@ def _store(ctx: typer.Context):
 
         db, _ = default_db_path()
     try:
-        return Store(db)
+        store = Store(db)
     except StoreError as exc:
         raise _fail(str(exc), 1) from None
+    from llmcore_tui.cli.options import prepare_store
+
+    try:
+        prepare_store(store)
+    except StoreError as exc:
+        store.close()
+        raise _fail(str(exc), 1) from None
+    return store
 
 
 def _when(ts: float | None) -> str:
@@ -200,12 +208,15 @@ def run_lab(
         sets = labruns.check_assignments(assignments or [])
     except LabRunError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
+    from llmcore_tui.core.store import StoreError
+
     store = _store(ctx)
     try:
         try:
             handle = labruns.LabRunner(store).start(name, toy=toy, seed=seed, assignments=sets, device=device)
-        except LabRunError as exc:
+        except (LabRunError, StoreError) as exc:  # StoreError: a read-only database, nothing started
             raise _fail(str(exc), EXIT_FAILED) from None
+        labruns.install_signal_handlers()  # SIGTERM / SIGHUP: cancel the lab, record it, exit
         code = _follow(handle, as_json)
     finally:
         store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import locale
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,3 +33,24 @@ def resolve_options(db: Path | None, lang: str | None) -> Options:
     else:
         path, source = default_db_path()
     return Options(path, source, lang or default_lang())
+
+
+def announce_store(store) -> None:
+    """Tell the user, on stderr, what they must know about the database just opened: that it
+    was created now (a typo in --db must not look like lost progress)."""
+    if getattr(store, "created", False):
+        where = store.path.resolve()
+        folders = store.created_folders
+        made = f" (and the folder{'s' if len(folders) > 1 else ''} {', '.join(str(f) for f in folders)})" if folders else ""
+        print(f"note: created a new progress database at {where}{made}. If you meant an existing one, "
+              "check the --db path.", file=sys.stderr)
+
+
+def prepare_store(store) -> None:
+    """Every start of the app or a command: announce a new database and mark the lab runs a
+    killed app left 'running'."""
+    announce_store(store)
+    if not store.readonly:
+        from llmcore_tui.core.labruns import mark_stale
+
+        mark_stale(store)

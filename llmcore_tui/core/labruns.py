@@ -20,6 +20,15 @@ plus a synthetic last event ``{"event": "end", "status": ..., "error": ...}``.
 A run whose child exits with the usage code (2) before its ``start`` event never ran (a bad
 ``--set`` value, say): its row is removed and the handle's status is ``rejected``.
 
+No lab outlives the process that started it. The child gets ``LLMCORE_LAB_PARENT=<our pid>``;
+the lab runtime (``labs._runtime.watch_parent``) then sets the Linux parent-death signal and
+runs a watchdog thread that kills the lab's process group when this process is gone, whatever
+the lab is doing (``kill -9`` of the app included). Children are started from the main thread
+or from one long-lived spawner thread, because the parent-death signal fires when the *thread*
+that forked the child ends. :func:`install_signal_handlers` makes SIGTERM and SIGHUP cancel
+this process's labs before it exits; :func:`mark_stale` (run at every start of the app and
+the CLI) marks the rows that a killed app left ``running``.
+
 Pure Python (POSIX: process groups and ``select`` on pipes); no textual, no torch.
 """
 
@@ -29,6 +38,7 @@ import atexit
 import json
 import math
 import os
+import queue
 import secrets
 import select
 import shlex
@@ -46,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from labs.registry import BY_NAME, LABS, LabInfo
-from llmcore_tui.core.store import Store, now_ts
+from llmcore_tui.core.store import ReadOnlyStoreError, Store, now_ts
 
 FLUSH_SECONDS = 0.5  # metrics are committed at least this often ...
 FLUSH_METRICS = 200  # ... or as soon as this many are waiting
@@ -54,6 +64,7 @@ LOG_TAIL_LINES = 50
 STDERR_TAIL_LINES = 30
 DEFAULT_GRACE_S = 3.0  # SIGTERM, then SIGKILL after this long
 COMMAND_ENV = "LLMCORE_LAB_COMMAND"  # e.g. "python tests/fake_lab/fake.py": replaces "python -m labs"
+PARENT_ENV = "LLMCORE_LAB_PARENT"  # the pid the lab watches (labs._runtime.watch_parent)
 EXIT_USAGE = 2
 INTERRUPTED = "interrupted: the app stopped while the lab ran"
 CANCELLED = "cancelled by the user"
@@ -142,17 +153,20 @@ class LabRunner:
         """
         info = lab_info(lab)
         assignments = check_assignments(assignments)
+        if self.store.readonly:  # before any folder or process exists: nothing is left half-done
+            raise ReadOnlyStoreError(self.store.readonly_message(f"a run of {lab}"))
         run_id = new_run_id(lab)
         out_dir = (self.root / "output" / "labs" / run_id).resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
         argv = self.argv(lab, toy, seed, assignments, device, out_dir)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env[PARENT_ENV] = str(os.getpid())
         requested = {"toy": toy, "seed": seed, "device": device, "set": list(assignments)}
         writer, owns_writer = _writer_for(self.store)
         try:
             with open(out_dir / "stderr.txt", "wb") as stderr_file:
-                proc = subprocess.Popen(argv, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=stderr_file, env=env, start_new_session=True, bufsize=0)
+                proc = _spawn(argv, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=stderr_file, env=env, start_new_session=True, bufsize=0)
         except OSError as exc:
             if owns_writer:
                 writer.close()
@@ -176,6 +190,40 @@ class LabRunner:
             _ACTIVE[run_id] = handle
         handle._thread.start()
         return handle
+
+
+# -- starting children from a thread that lives as long as the process ----------------------------
+
+_SPAWN_QUEUE: "queue.Queue[tuple[Callable[[], subprocess.Popen], queue.Queue]]" = queue.Queue()
+_SPAWNER: threading.Thread | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawner_loop() -> None:
+    while True:
+        make, reply = _SPAWN_QUEUE.get()
+        try:
+            reply.put((make(), None))
+        except BaseException as exc:  # handed back to the caller's thread
+            reply.put((None, exc))
+
+
+def _spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen:
+    """``subprocess.Popen`` from the main thread or the spawner thread, never from a short-lived
+    worker thread: Linux sends the parent-death signal when the forking *thread* exits."""
+    global _SPAWNER
+    if threading.current_thread() is threading.main_thread():
+        return subprocess.Popen(argv, **kwargs)
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None or not _SPAWNER.is_alive():
+            _SPAWNER = threading.Thread(target=_spawner_loop, name="lab-spawner", daemon=True)
+            _SPAWNER.start()
+    reply: queue.Queue = queue.Queue(maxsize=1)
+    _SPAWN_QUEUE.put((lambda: subprocess.Popen(argv, **kwargs), reply))
+    proc, error = reply.get()
+    if error is not None:
+        raise error
+    return proc
 
 
 def _writer_for(store: Store) -> tuple[Store, bool]:
@@ -560,6 +608,21 @@ def cancel_all(grace_s: float = 1.0, wait_s: float | None = None) -> None:
 atexit.register(cancel_all)  # no lab outlives the app (they run in their own sessions)
 
 
+def install_signal_handlers(then: Callable[[int], None] | None = None) -> None:
+    """On SIGTERM or SIGHUP (the terminal closed): cancel this process's labs, wait until each is
+    recorded, then ``then(signum)`` (default: exit with 128 + signum). Main thread only."""
+    def handler(signum: int, frame: Any) -> None:
+        cancel_all(grace_s=1.0)
+        if then is not None:
+            then(signum)
+        else:
+            raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, handler)
+
+
 # -- reading runs back ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -632,7 +695,10 @@ def _pid_runs(pid: int | None, run_id: str) -> bool:
 
 
 def mark_stale(store: Store) -> list[str]:
-    """Runs left 'running' by an app that stopped: mark them failed. Returns their ids."""
+    """Runs left 'running' by an app that stopped: mark them failed. Returns their ids (none
+    are marked, and none returned, on a read-only database)."""
+    if store.readonly:
+        return []
     rows = store.query("SELECT id, pid FROM lab_runs WHERE status = 'running'")
     with _ACTIVE_LOCK:
         mine = set(_ACTIVE)

@@ -2,6 +2,10 @@
 
 Screens ask the course for what to show and send the user's intent back; they never touch
 SQLite, FSRS or a lab directly. Nothing here imports torch: labs run as child processes.
+
+A read-only database opens for browsing: the title says so, and an action that would write
+is refused with a message instead of ending the app. SIGTERM and SIGHUP (the terminal closed)
+cancel the running labs, record them, and end the app.
 """
 
 from __future__ import annotations
@@ -49,15 +53,34 @@ class LlmcoreApp(App[int]):
         self._theme_loaded = False
         self.first_paint_s: float | None = None
 
+    @property
+    def readonly(self) -> bool:
+        return self.course.store.readonly
+
     def on_mount(self) -> None:
         saved = self.course.settings.get("theme")
         if saved in self.available_themes:
             self.theme = saved
         self._theme_loaded = True
+        if self.readonly:
+            self.sub_title = "read-only: browsing, nothing is saved"
+            self.notify(f"{self.course.store.path} is read-only: you can browse, but ratings, quiz answers, "
+                        "lab runs and settings are not saved.", severity="warning", timeout=12)
 
     def watch_theme(self, theme: str) -> None:
-        if self._theme_loaded and theme != self.course.settings.get("theme"):
+        if self._theme_loaded and not self.readonly and theme != self.course.settings.get("theme"):
             self.course.settings.set("theme", theme)
+
+    async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:  # type: ignore[override]
+        """Every key binding goes through here: a write refused by a read-only database becomes a
+        message, not the end of the app."""
+        from llmcore_tui.core.store import ReadOnlyStoreError
+
+        try:
+            return await super().run_action(action, default_namespace, namespaces)
+        except ReadOnlyStoreError as exc:
+            self.notify(str(exc), severity="warning", timeout=8)
+            return True
 
     def mark_first_paint(self) -> None:
         """Called by the Today screen after its first refresh (used by benchmarks/startup.py)."""
@@ -129,9 +152,11 @@ class LlmcoreApp(App[int]):
         # its own connection: the UI thread may be in a transaction on the app's one
         course = Course.open(self.course.store.path, self.course.content_root, clock=self.course.clock,
                              cache_dir=self.course.cache_dir)
+        from llmcore_tui.core.store import StoreError
+
         try:
             write_brief(course, path, fmt=fmt, lang=self.lang)
-        except (BriefError, OSError) as exc:
+        except (BriefError, OSError, StoreError) as exc:
             self.call_from_thread(self.notify, f"Brief not written: {exc}", severity="error", timeout=10)
             return
         finally:
@@ -143,15 +168,29 @@ class LlmcoreApp(App[int]):
 
 
 def run_app(db: Path, lang: str) -> int:
-    """Open the course and run the TUI; returns the process exit code."""
+    """Open the course and run the TUI; returns the process exit code. Errors go to stderr."""
+    import sys
+
+    from llmcore_tui.cli.options import prepare_store
+    from llmcore_tui.core import labruns
     from llmcore_tui.core.course import cache_dir, content_root
     from llmcore_tui.core.store import StoreError
 
     try:
         course = Course.open(db, content_root(), cache_dir=cache_dir())
+        prepare_store(course.store)  # says so when the database is new; marks runs a killed app left running
     except (StoreError, FileNotFoundError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     app = LlmcoreApp(course, lang)
+
+    def on_signal(signum: int) -> None:  # the labs are cancelled and recorded by now
+        import threading
+
+        app.exit(return_code=128 + signum)
+        # a terminal that is gone can leave the app unable to finish: end it regardless
+        threading.Timer(5.0, os._exit, args=(128 + signum,)).start()
+
+    labruns.install_signal_handlers(then=on_signal)
     app.run()
     return app.return_code or 0
