@@ -1277,15 +1277,23 @@ def write_brief(course: "Course", path: Path | str, fmt: str = "md", lang: str =
     """Build the brief, write it to ``path`` atomically and record ``brief_exported_ts``.
 
     Raises :class:`BriefError` (nothing written, setting untouched) for a bad format or
-    language, a folder, a missing or read-only folder.
+    language, a folder, a missing or read-only folder; ``ReadOnlyStoreError`` (nothing written)
+    when the database is read-only. The file and the setting are one step: the file is renamed
+    into place inside the transaction that records the export, which rolls back if it fails.
     """
     fmt = normalize_format(fmt)
     if lang not in LANGS:
         raise BriefError(f"unknown language {lang!r}: expected en or zh")
     target = check_target(path)
+    if course.store.readonly:
+        from llmcore_tui.core.store import ReadOnlyStoreError
+
+        raise ReadOnlyStoreError(course.store.readonly_message("the brief export") + " No file was written.")
     brief = build_brief(course, lang, now)
-    atomic_write(target, render(brief, fmt))
-    course.store.set_setting(SETTING, brief.generated_ts)
+    text = render(brief, fmt)
+    with course.store.transaction():
+        course.store.set_setting(SETTING, brief.generated_ts)
+        atomic_write(target, text)
     return brief
 
 
