@@ -42,7 +42,7 @@ def test_first_run_sets_the_start_date_and_only_day_one_is_open(course):
     assert [s.unlocked for s in statuses[:3]] == [True, False, False]
     today = course.today()
     assert today.day.number == 1 and today.new_available == 3 and today.due == 0
-    assert today.next_action == "Learn 3 new cards of MDP"
+    assert today.next_action == "Learn 3 new cards (3 MDP)"
 
 
 def test_new_cards_respect_the_daily_limit_across_sessions(course):
@@ -74,10 +74,14 @@ def test_a_day_is_done_when_cards_are_learned_and_the_lab_succeeded(course):
 def test_calendar_opens_days_as_time_passes(course):
     course.clock.advance(3 * DAY)
     assert [s.unlocked for s in course.day_statuses()[:5]] == [True, True, True, True, False]
-    assert course.today().day.number == 4
+    today = course.today()
+    assert today.calendar_day == 4
+    # nothing done yet: the plan's focus stays on the earliest open day, and says what is owed
+    assert today.day.number == 1
+    assert [owed.day.number for owed in today.behind] == [1, 2, 3]
 
 
 def test_the_review_day_asks_for_both_its_quizzes(real_course):
     day13 = real_course.day_statuses()[12]
     quizzes = [c.detail for c in day13.criteria if c.name == "quiz"]
-    assert quizzes == ["quiz not passed yet", "review quiz not passed yet"]
+    assert quizzes == ["Review quiz not passed yet", "course-wide review quiz not passed yet"]

@@ -6,7 +6,6 @@ This is the one object the CLI and the TUI talk to; it has no UI and no torch im
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -15,21 +14,8 @@ from llmcore_tui.core.clock import Clock, day_bounds, local_zone, study_date
 from llmcore_tui.core.content import Deck, DeckSummary, load_deck, load_summary
 from llmcore_tui.core.roadmap import Criterion, DayStatus
 from llmcore_tui.core.settings import Settings
-from llmcore_tui.core.srs import NewItem, ReviewQueue, Srs, count_due, introduced_ids, introduced_since
+from llmcore_tui.core.srs import NewItem, ReviewQueue, Srs, introduced_ids, introduced_since
 from llmcore_tui.core.store import Store
-
-
-@dataclass(frozen=True)
-class Today:
-    date: date
-    day: roadmap.Day
-    phase: roadmap.Phase
-    due: int
-    learning: int
-    new_available: int
-    new_today: int
-    status: DayStatus
-    next_action: str
 
 
 class Course:
@@ -108,7 +94,8 @@ class Course:
 
     def new_left_today(self) -> int:
         start, _ = self.today_bounds()
-        return max(0, self.settings.get("new_per_day") - introduced_since(self.store, start))
+        extra = int(self.store.get_setting(f"extra_new:{self.study_date().isoformat()}") or 0)
+        return max(0, self.settings.get("new_per_day") + extra - introduced_since(self.store, start))
 
     def review_queue(self) -> ReviewQueue:
         statuses = self.day_statuses()
@@ -156,6 +143,8 @@ class Course:
                 modules.add(meta["module"][0])
         return modules
 
+    COMPLETED_KEY = "days_completed"  # setting: {day number: ISO study date it was completed}
+
     def day_statuses(self, counts: dict[str, tuple[int, int]] | None = None) -> list[DayStatus]:
         from labs.registry import labs_for_day
 
@@ -166,53 +155,61 @@ class Course:
         quizzes_passed = self._quizzes_passed()
         quiz_modules = self.quiz_modules()
         calendar = self.calendar_day()
+        completed: dict[str, str] = dict(self.store.get_setting(self.COMPLETED_KEY) or {})
+        newly_completed = False
         statuses: list[DayStatus] = []
         for day in roadmap.DAYS:
-            unlocked = day.number <= calendar or bool(statuses and statuses[-1].done)
+            done_on = completed.get(str(day.number))
+            unlocked = day.number <= calendar or bool(statuses and statuses[-1].done) or done_on is not None
             criteria: list[Criterion] = []
             total = totals.get(day.module, 0)
             introduced, due = counts.get(day.module, (0, 0))
+            title = day.title["en"]
             if total:
-                criteria.append(Criterion("cards", introduced >= total, f"{min(introduced, total)}/{total} cards introduced"))
-                criteria.append(Criterion("reviews", due == 0, "no reviews due" if due == 0 else f"{due} reviews due"))
+                criteria.append(Criterion("cards", introduced >= total, f"{min(introduced, total)}/{total} {title} cards introduced"))
+                if done_on is None:  # old cards falling due later do not reopen a completed day
+                    criteria.append(Criterion("reviews", due == 0, f"no {title} reviews due" if due == 0
+                                              else f"{due} {title} review{'s' if due != 1 else ''} due"))
             for lab in labs_for_day(day.number):
                 criteria.append(Criterion("lab", lab.name in labs_passed, f"lab {lab.name} " + (
-                    "succeeded" if lab.name in labs_passed else "not yet run successfully")))
+                    "succeeded" if lab.name in labs_passed else "not yet run successfully"), lab.name))
             for quiz in (day.module, *roadmap.EXTRA_QUIZZES.get(day.number, ())):
                 if quiz in quiz_modules:
                     passed = quiz in quizzes_passed
-                    name = "quiz" if quiz == day.module else f"{quiz} quiz"
-                    criteria.append(Criterion("quiz", passed, f"{name} passed" if passed else f"{name} not passed yet"))
+                    name = f"{title if quiz == day.module else roadmap.EXTRA_QUIZ_TITLES.get(quiz, quiz)} quiz"
+                    criteria.append(Criterion("quiz", passed, f"{name} passed" if passed else f"{name} not passed yet", quiz))
             if day.module == "brief":
                 exported = self.store.get_setting("brief_exported_ts") is not None
                 criteria.append(Criterion("brief", exported, "brief exported" if exported else "brief not exported yet"))
-            status = DayStatus(day, unlocked, tuple(criteria))
-            statuses.append(status)
+            if done_on is None and unlocked and all(c.met for c in criteria):
+                done_on = self.study_date().isoformat()
+                completed[str(day.number)] = done_on
+                newly_completed = True
+            statuses.append(DayStatus(day, unlocked, tuple(criteria), done_on))
+        if newly_completed:
+            self._record_completed(completed)
         return statuses
 
-    def today(self) -> Today:
-        now = self.now()
-        counts = self._module_counts(now)
-        statuses = self.day_statuses(counts)
-        unlocked = {s.day.number for s in statuses if s.unlocked}
-        current = max(unlocked)
-        status = statuses[current - 1]
-        due, learning = count_due(self.store, now)
-        start, _ = self.today_bounds()
-        new_today = introduced_since(self.store, start)
-        new_left = max(0, self.settings.get("new_per_day") - new_today)
-        unseen = sum(max(0, self.summary.totals.get(d.module, 0) - counts.get(d.module, (0, 0))[0])
-                     for d in roadmap.DAYS if d.number in unlocked)
-        new_available = min(new_left, unseen)
-        day = status.day
-        if due:
-            action = f"Review {due} due card{'s' if due != 1 else ''}"
-        elif new_available:
-            action = f"Learn {new_available} new card{'s' if new_available != 1 else ''} of {day.title['en']}"
-        else:
-            unmet = [c for c in status.criteria if not c.met]
-            action = unmet[0].detail[:1].upper() + unmet[0].detail[1:] if unmet else "Day complete: come back tomorrow"
-        return Today(self.study_date(), day, roadmap.phase_of(day), due, learning, new_available, new_today, status, action)
+    def _record_completed(self, completed: dict[str, str]) -> None:
+        import sqlite3
+
+        try:
+            self.store.set_setting(self.COMPLETED_KEY, completed)
+        except sqlite3.OperationalError:  # a read-only database: the day shows done, unrecorded
+            pass
+
+    def learn_more_today(self, extra: int = 10) -> int:
+        """Raise today's new-card limit by ``extra`` (catching up); returns today's new limit."""
+        key = f"extra_new:{self.study_date().isoformat()}"
+        total = int(self.store.get_setting(key) or 0) + extra
+        self.store.set_setting(key, total)
+        return self.settings.get("new_per_day") + total
+
+    def today(self):
+        """Today's plan (``core.plan``): focus day, what is owed, the next actions with their keys."""
+        from llmcore_tui.core import plan
+
+        return plan.build(self)
 
     def close(self) -> None:
         self.store.close()

@@ -81,6 +81,7 @@ DAYS: tuple[Day, ...] = (
 BY_NUMBER: dict[int, Day] = {d.number: d for d in DAYS}
 # quizzes a day asks for besides its own module's: the review day also takes the course-wide review
 EXTRA_QUIZZES: dict[int, tuple[str, ...]] = {13: ("review",)}
+EXTRA_QUIZ_TITLES: dict[str, str] = {"review": "course-wide review"}
 MODULE_DAYS: dict[str, int] = {d.module: d.number for d in DAYS}
 LEARNING_MODULES: tuple[str, ...] = tuple(d.module for d in DAYS if d.number <= 13)
 
@@ -96,20 +97,25 @@ def calendar_day(start: date, today: date) -> int:
 
 @dataclass(frozen=True)
 class Criterion:
-    name: str  # 'cards', 'reviews', 'lab', 'quiz'
+    name: str  # 'cards', 'reviews', 'lab', 'quiz', 'brief'
     met: bool
     detail: str
+    subject: str = ""  # the lab or quiz it names
 
 
 @dataclass(frozen=True)
 class DayStatus:
+    """A day's criteria decide it once: when all are met the day is recorded as completed
+    (``completed_on``) and stays done, even when its old cards fall due again later."""
+
     day: Day
     unlocked: bool
     criteria: tuple[Criterion, ...] = field(default_factory=tuple)
+    completed_on: str | None = None  # ISO study date on which the day was completed
 
     @property
     def done(self) -> bool:
-        return self.unlocked and all(c.met for c in self.criteria)
+        return self.unlocked and (self.completed_on is not None or all(c.met for c in self.criteria))
 
     @property
     def label(self) -> str:

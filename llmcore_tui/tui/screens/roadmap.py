@@ -36,7 +36,7 @@ class RoadmapScreen(Screen):
         for status in self._statuses:
             day = status.day
             met = sum(c.met for c in status.criteria)
-            progress = f"{met}/{len(status.criteria)}" if status.criteria else "—"
+            progress = f"{met}/{len(status.criteria)}" if status.criteria and status.unlocked else "—"
             marker = "▶ " if day.number == current else "  "
             label = {"done": "[green]done[/green]", "open": "[yellow]open[/yellow]", "locked": "[dim]locked[/dim]"}[status.label]
             table.add_row(f"{marker}{day.number}", phase_of(day).title[lang], day.title[lang], label, progress,
@@ -53,6 +53,8 @@ class RoadmapScreen(Screen):
         lang = self.app.lang  # type: ignore[attr-defined]
         status = self._statuses[index]
         lines = [f"[b]Day {status.day.number}: {status.day.title[lang]}[/b] — {status.day.goal[lang]}"]
+        if status.completed_on:
+            lines.append(f"[green]Completed on {status.completed_on}.[/green] Its cards keep coming back in Review.")
         if not status.unlocked:
             lines.append("[dim]Unlocks on its calendar day, or when the day before it is done.[/dim]")
         for criterion in status.criteria:

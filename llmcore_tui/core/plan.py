@@ -1,0 +1,144 @@
+"""Today's plan: the day the learner is on, what late days still owe, and the next actions with their keys.
+
+**Policy for a missed day.** The calendar keeps moving and the plan carries the backlog: days
+open by the calendar as before, new cards always come in curriculum order (so an owed day's
+cards come first), and the plan's *focus* is the earliest open day that is not done. Today
+says how many days the learner is behind and what each late day still owes (cards, lab,
+quiz), and ``+`` raises today's new-card limit to catch up. Shifting the whole roadmap by a
+day would hide the delay and move the course's end without the learner deciding it; a
+visible backlog keeps the end date honest and lets a motivated learner catch up in a day.
+
+**Every action names its key**: ``r`` review or learn, ``l`` the lab, ``k`` the quiz,
+``e`` export the brief, ``+`` more new cards today, ``s`` statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
+
+from llmcore_tui.core import roadmap
+from llmcore_tui.core.roadmap import Day, DayStatus, Phase
+from llmcore_tui.core.srs import count_due, introduced_since, next_due_ts
+
+if TYPE_CHECKING:
+    from llmcore_tui.core.course import Course
+
+CATCH_UP_STEP = 10  # new cards that one press of "+" adds to today's limit
+
+
+@dataclass(frozen=True)
+class Action:
+    key: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"[{self.key}] {self.text}"
+
+
+@dataclass(frozen=True)
+class Owed:
+    """A day before the calendar day that is not done, and what it still asks for."""
+
+    day: Day
+    unmet: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    date: date
+    calendar_day: int
+    day: Day  # the focus: the earliest open day that is not done (or the calendar day)
+    phase: Phase
+    status: DayStatus
+    due: int  # every item due now: cards of all modules and missed quiz questions
+    learning: int
+    new_available: int
+    new_today: int
+    new_by_module: tuple[tuple[str, int], ...]  # what "r" introduces next: (module title, count), in order
+    behind: tuple[Owed, ...]
+    actions: tuple[Action, ...]
+    complete: bool  # all 14 days done
+    next_due_ts: float | None
+
+    @property
+    def next_action(self) -> str:
+        return self.actions[0].text if self.actions else ""
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def new_card_split(course: "Course", unlocked: set[int], introduced: dict[str, int], n: int) -> list[tuple[str, int]]:
+    """Which modules the next ``n`` new cards come from: curriculum order, day by day."""
+    out = []
+    for day in roadmap.DAYS:
+        if n <= 0:
+            break
+        if day.number not in unlocked:
+            continue
+        left = max(0, course.summary.totals.get(day.module, 0) - introduced.get(day.module, 0))
+        take = min(left, n)
+        if take:
+            out.append((day.title["en"], take))
+            n -= take
+    return out
+
+
+def _day_actions(status: DayStatus, owed_cards_blocked: bool) -> list[Action]:
+    """Keyed actions for a day's unmet criteria (cards are handled by the review actions)."""
+    actions = []
+    for criterion in status.criteria:
+        if criterion.met:
+            continue
+        if criterion.name == "lab":
+            actions.append(Action("l", f"Run the {criterion.subject} lab (day {status.day.number})"))
+        elif criterion.name == "quiz":
+            label = criterion.detail.replace(" not passed yet", "")
+            actions.append(Action("k", f"Take the {label} (day {status.day.number})"))
+        elif criterion.name == "brief":
+            actions.append(Action("e", "Export the technical brief"))
+        elif criterion.name == "cards" and owed_cards_blocked:
+            actions.append(Action("+", f"Learn {CATCH_UP_STEP} more new cards today: {criterion.detail}"))
+    return actions
+
+
+def build(course: "Course") -> Plan:
+    now = course.now()
+    counts = course._module_counts(now)
+    statuses = course.day_statuses(counts)
+    calendar = course.calendar_day()
+    unlocked = {s.day.number for s in statuses if s.unlocked}
+    open_not_done = [s for s in statuses if s.unlocked and not s.done]
+    focus = open_not_done[0] if open_not_done else statuses[max(unlocked) - 1]
+    complete = all(s.done for s in statuses)
+    due, learning = count_due(course.store, now)
+    start, _ = course.today_bounds()
+    new_today = introduced_since(course.store, start)
+    new_left = course.new_left_today()
+    introduced = {m: n for m, (n, _) in counts.items()}
+    split = new_card_split(course, unlocked, introduced, new_left)
+    new_available = sum(n for _, n in split)
+    unseen_open = sum(n for _, n in new_card_split(course, unlocked, introduced, 10**9))
+    behind = tuple(Owed(s.day, tuple(c.detail for c in s.criteria if not c.met))
+                   for s in statuses if s.unlocked and not s.done and s.day.number < calendar)
+
+    actions: list[Action] = []
+    if due:
+        actions.append(Action("r", f"Review {plural(due, 'due card')}"))
+    if new_available:
+        parts = ", ".join(f"{n} {title}" for title, n in split)
+        actions.append(Action("r", f"Learn {plural(new_available, 'new card')} ({parts})"))
+    for status in [s for s in statuses if s.unlocked and not s.done][:2]:
+        actions += _day_actions(status, owed_cards_blocked=not new_available and unseen_open > 0)
+    if complete:
+        actions += [Action("r", "Keep reviewing: FSRS brings each card back just before you would forget it"),
+                    Action("e", "Export the technical brief again"),
+                    Action("s", "See your retention and what is weakest")]
+    elif not actions:
+        actions.append(Action("r", "Nothing is due: the next card comes back later (Review says when)"))
+    return Plan(course.study_date(), calendar, focus.day, roadmap.phase_of(focus.day), focus, due, learning,
+                new_available, new_today, tuple(split), behind, tuple(actions), complete,
+                next_due_ts(course.store, now))
