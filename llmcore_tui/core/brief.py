@@ -27,6 +27,7 @@ Pure Python: no textual, no torch; the statistics and the deck load on first use
 from __future__ import annotations
 
 import html
+from html.parser import HTMLParser
 import math
 import os
 import re
@@ -742,6 +743,41 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+# Everything the Markdown brief inserts from cards, quizzes, labs or the database goes through
+# one of these three, so that no raw HTML, link or code span of theirs reaches the page:
+_MD_ESCAPE = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "\\[", "]": "\\]", "`": "\\`", "\\": "\\\\"}
+_MD_UNSAFE_CODE = frozenset("<>&`\n")
+
+
+def _md_plain(text: Any) -> str:
+    """Data as literal text on one line: HTML-significant characters as entities; brackets,
+    backticks and backslashes escaped, so no link, code span or escape of ours is started."""
+    return "".join(_MD_ESCAPE.get(c, c) for c in " ".join(str(text).splitlines()))
+
+
+def _md_code(text: Any) -> str:
+    """Data as a code span when that is safe to show verbatim, else as escaped plain text."""
+    text = str(text)
+    return f"`{text}`" if text and not _MD_UNSAFE_CODE & set(text) else _md_plain(text)
+
+
+def _md_text(text: Any) -> str:
+    """Card Markdown (or one of our lines with data in it) on one line: code spans and $math$
+    kept; outside them ``& < >`` become entities and brackets are escaped; inside math ``<``
+    and ``>`` become ``\\lt`` and ``\\gt``; a code span holding ``< > &`` becomes plain text."""
+    out: list[str] = []
+    for chunk in _CODE_SPAN.split(" ".join(str(text).splitlines())):
+        if chunk.startswith("`") and chunk.endswith("`") and len(chunk) > 1:
+            out.append(_md_code(chunk[1:-1]))
+            continue
+        for part in _MATH_SPLIT.split(chunk):
+            if _MATH_SPLIT.fullmatch(part):
+                out.append(part.replace("<", "\\lt ").replace(">", "\\gt "))
+            else:
+                out.append("".join(_MD_ESCAPE.get(c, c) if c in "&<>[]" else c for c in part))
+    return "".join(out)
+
+
 def _md_table(columns: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(_md_cell(c) for c in columns) + " |",
              "|" + "|".join("---" for _ in columns) + "|"]
@@ -755,7 +791,7 @@ def render_markdown(brief: Brief) -> str:
     tz = _tz_of(brief)
     tot = brief.totals
     out: list[str] = [f"# {t('title')}", "",
-                      t("generated", when=brief.generated, zone=brief.zone, day=brief.calendar_day,
+                      t("generated", when=brief.generated, zone=_md_plain(brief.zone), day=brief.calendar_day,
                         start=brief.start.isoformat()), ""]
     out += [f"## {t('glance')}", ""]
     out.append("- " + t("cards_line", introduced=tot.introduced, total=tot.cards, reviews=tot.reviews,
@@ -765,7 +801,7 @@ def render_markdown(brief: Brief) -> str:
                         passed=tot.quizzes_passed, quizzes=tot.quizzes))
     out.append("- " + t("lab_line", ok=tot.lab_succeeded, labs_ok=tot.labs_ok, labs=tot.labs, runs=tot.lab_runs))
     out.append("- " + t("days_line", done=tot.days_done))
-    out += [f"- **{note}**" for note in brief.notes]
+    out += [f"- **{_md_text(note)}**" for note in brief.notes]
     out.append("")
 
     out += [f"## {t('timeline')}", "", t("timeline_note"), ""]
@@ -775,7 +811,7 @@ def render_markdown(brief: Brief) -> str:
         label = _day_label(brief, d) + (" " + t("today") if d.today else "") + (" " + t("future") if d.future else "")
         bar = "█" * round(12 * d.reviews / peak) if d.reviews else ""
         rows.append([label, d.date.isoformat() if d.date else "—", f"{d.reviews} {bar}".strip(), str(d.new_cards),
-                     _timeline_quiz(d), _timeline_labs(d)])
+                     _timeline_quiz(d), _md_plain(_timeline_labs(d))])
     out += _md_table([t("col_day"), t("col_date"), t("col_reviews"), t("col_new"), t("col_quiz"), t("col_runs")], rows)
     out.append("")
 
@@ -783,9 +819,10 @@ def render_markdown(brief: Brief) -> str:
     rows = []
     for mb in brief.modules:
         m = mb.mastery
-        rows.append([str(mb.day.number), mb.name, _status_word(brief, mb.status),
+        rows.append([str(mb.day.number), _md_plain(mb.name), _md_plain(_status_word(brief, mb.status)),
                      f"{mb.introduced}/{m.cards_total if m else 0}", _pct(mb.recall),
-                     str(m.reviews if m else 0), str(m.lapses if m else 0), _quiz_cell(brief, mb), _lab_cell(mb)])
+                     str(m.reviews if m else 0), str(m.lapses if m else 0), _md_plain(_quiz_cell(brief, mb)),
+                     _md_plain(_lab_cell(mb))])
     out += _md_table([t("col_day"), t("col_module"), t("col_status"), t("col_cards"), t("col_recall"),
                       t("col_reviews"), t("col_lapses"), t("col_quiz"), t("col_lab")], rows)
     out.append("")
@@ -794,7 +831,8 @@ def render_markdown(brief: Brief) -> str:
     if not brief.weakest:
         out.append(t("weakest_none"))
     for i, w in enumerate(brief.weakest, 1):
-        out.append(f"{i}. **{w.front}** (`{w.card_id}`, D{w.day} {_module_name(brief, w.module)}) — " + t(
+        out.append(f"{i}. **{_md_text(w.front)}** ({_md_code(w.card_id)}, D{w.day} "
+                   f"{_md_plain(_module_name(brief, w.module))}) — " + t(
             "weak_line", recall=_pct(w.retrievability), lapses=w.lapses, difficulty=f"{w.difficulty:.1f}"))
     out.append("")
 
@@ -802,19 +840,19 @@ def render_markdown(brief: Brief) -> str:
     if not brief.revisit:
         out.append(t("revisit_none"))
     for r in brief.revisit:
-        out.append(f"- **D{r.day} · {r.name}**: " + "; ".join(r.reasons))
+        out.append(f"- **D{r.day} · {_md_plain(r.name)}**: " + "; ".join(_md_text(x) for x in r.reasons))
     if brief.weak_tags:
-        out += ["", t("revisit_tags", tags=", ".join(f"`{tag}` ×{n}" for tag, n in brief.weak_tags))]
+        out += ["", t("revisit_tags", tags=", ".join(f"{_md_code(tag)} ×{n}" for tag, n in brief.weak_tags))]
     out.append("")
 
     out += [f"## {t('modules')}", ""]
     for mb in brief.modules:
-        out += [f"### {t('col_day')} {mb.day.number} · {mb.name} — {mb.title}", "",
-                f"*{t('goal')}:* {mb.goal}", ""]
+        out += [f"### {t('col_day')} {mb.day.number} · {_md_plain(mb.name)} — {_md_plain(mb.title)}", "",
+                f"*{t('goal')}:* {_md_text(mb.goal)}", ""]
         out.append(f"**{t('mastery_head')}:** " + _mastery_text(brief, mb))
         out.append("")
         for line in mb.missing:
-            out.append(f"- ⚠ {line}")
+            out.append(f"- ⚠ {_md_text(line)}")
         if mb.missing:
             out.append("")
         if any(ev.run for ev in mb.labs):
@@ -822,23 +860,23 @@ def render_markdown(brief: Brief) -> str:
             for ev in mb.labs:
                 if ev.run is None:
                     continue
-                out.append(f"- `{ev.lab}` — {ev.title}: " + _run_line(brief, ev, tz))
+                out.append(f"- {_md_code(ev.lab)} — {_md_plain(ev.title)}: " + _md_text(_run_line(brief, ev, tz)))
                 if ev.headline:
                     out.append("")
                     out += ["  " + line for line in _md_table(
-                        [t("col_metric"), t("col_value")], [[f"`{k}`", _num(v)] for k, v in ev.headline])]
+                        [t("col_metric"), t("col_value")], [[_md_code(k), _md_plain(_num(v))] for k, v in ev.headline])]
                     out.append("")
                 else:
                     out.append(f"  - {t('no_headline')}")
                 for c in ev.curves:
                     spark = sparkline([v for _, v in c.points], log=c.log_scale)
-                    out.append(f"  - `{spark}` " + _curve_line(brief, c))
+                    out.append(f"  - `{spark}` " + _md_text(_curve_line(brief, c)))
                 if not ev.curves:
                     out.append(f"  - {t('no_curves')}")
             out.append("")
         out += [f"**{t('ideas')}**", ""]
         for idea in mb.ideas:
-            out.append(f"- **{idea.front}** — {idea.back}")
+            out.append(f"- **{_md_text(idea.front)}** — {_md_text(idea.back)}")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
@@ -878,13 +916,119 @@ def _mathml_converter():
     return convert
 
 
+# What latex2mathml may emit, and all the brief lets through: MathML presentation elements and
+# their layout attributes. Anything else (an <img>, an event handler, a <script>) means the
+# formula is shown as escaped Unicode text instead.
+_MATHML_TAGS = frozenset(
+    "math semantics mrow mi mo mn ms mtext mspace msub msup msubsup mfrac msqrt mroot mstyle merror mpadded "
+    "mphantom mfenced menclose munder mover munderover mmultiscripts mprescripts none mtable mtr mtd".split())
+_MATHML_ATTRS = frozenset(
+    "xmlns display displaystyle scriptlevel mathvariant stretchy fence separator separators lspace rspace accent "
+    "accentunder columnalign columnlines columnspacing rowalign rowlines rowspacing frame framespacing "
+    "linethickness minsize maxsize movablelimits symmetric largeop form width height depth voffset notation "
+    "open close align rowspan columnspan".split())
+_MATHML_NS = "http://www.w3.org/1998/Math/MathML"
+# latex2mathml copies the argument of \text and its kin into <mtext> unescaped: those characters
+# travel through the conversion as private-use stand-ins and come back escaped.
+_TEXT_COMMAND = re.compile(r"\\(?:text(?:rm|bf|it|sf|tt|up|normal)?|mbox|hbox|mathrm|operatorname)\s*\{")
+_STAND_IN = {"&": "\ue000", "<": "\ue001", ">": "\ue002", '"': "\ue003"}
+_STAND_OUT = {v: k for k, v in _STAND_IN.items()}
+
+
+def _protect_text_args(latex: str) -> str:
+    """``latex`` with ``& < > "`` inside text-command arguments replaced by stand-ins."""
+    out: list[str] = []
+    pos = 0
+    while (m := _TEXT_COMMAND.search(latex, pos)) is not None:
+        out.append(latex[pos:m.end()])
+        depth, j = 1, m.end()
+        while j < len(latex) and depth:
+            depth += {"{": 1, "}": -1}.get(latex[j], 0) if latex[j - 1] != "\\" else 0
+            j += 1
+        out.append("".join(_STAND_IN.get(c, c) for c in latex[m.end():j]))
+        pos = j
+    out.append(latex[pos:])
+    return "".join(out)
+
+
+class _MathmlFilter(HTMLParser):
+    """Re-serialises latex2mathml's output through an allow-list: known MathML elements with
+    known attributes, balanced, one <math> root; every text node escaped anew. ``ok`` is False
+    as soon as anything else shows up."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.stack: list[str] = []
+        self.roots = 0
+        self.ok = True
+
+    def _open(self, tag: str, attrs: list[tuple[str, str | None]], empty: bool) -> None:
+        if tag not in _MATHML_TAGS or (not self.stack and (tag != "math" or self.roots)):
+            self.ok = False
+            return
+        parts = [tag]
+        for name, value in attrs:
+            if name not in _MATHML_ATTRS or (name == "xmlns" and value != _MATHML_NS):
+                self.ok = False
+                return
+            parts.append(f'{name}="{html.escape(value or "")}"')
+        self.roots += tag == "math" and not self.stack
+        self.out.append("<" + " ".join(parts) + ("/>" if empty else ">"))
+        if not empty:
+            self.stack.append(tag)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._open(tag, attrs, False)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._open(tag, attrs, True)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.ok = False
+            return
+        self.stack.pop()
+        self.out.append(f"</{tag}>")
+
+    def handle_data(self, data: str) -> None:
+        if not self.stack:
+            self.ok = self.ok and not data.strip()
+            return
+        self.out.append(html.escape("".join(_STAND_OUT.get(c, c) for c in data), quote=False))
+
+    def handle_comment(self, data: str) -> None:
+        self.ok = False
+
+    def handle_decl(self, decl: str) -> None:
+        self.ok = False
+
+    def handle_pi(self, data: str) -> None:
+        self.ok = False
+
+    def unknown_decl(self, data: str) -> None:
+        self.ok = False
+
+
+def safe_mathml(markup: str) -> str | None:
+    """``markup`` (latex2mathml's output) rebuilt from allowed MathML only; None when it holds
+    anything else or is not one balanced <math> element."""
+    parser = _MathmlFilter()
+    parser.feed(markup)
+    parser.close()
+    if not parser.ok or parser.stack or parser.roots != 1:
+        return None
+    return "".join(parser.out)
+
+
 def math_html(latex: str, display: bool = False, mathml: bool = True) -> str:
-    """One formula as MathML (with latex2mathml), else as Unicode text in a span."""
+    """One formula as MathML (with latex2mathml, filtered through an allow-list), else as
+    escaped Unicode text in a span."""
     convert = _mathml_converter() if mathml else None
     if convert is not None:
         try:
-            out = convert(latex, display="block" if display else "inline")
-            if out.startswith("<math") and "<mi>\\</mi>" not in out:
+            out = safe_mathml(convert(_protect_text_args(latex), display="block" if display else "inline"))
+            if out is not None and out.startswith("<math") and "<mi>\\</mi>" not in out:
                 return out.replace("<math ", f"<math alttext=\"{html.escape(latex)}\" ", 1)
         except Exception:  # noqa: BLE001 - an unusual formula falls back to Unicode
             pass
