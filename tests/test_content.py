@@ -92,11 +92,113 @@ def test_cache_returns_the_same_deck_and_notices_edits(tmp_path):
     assert [c.id for c in load_deck(tmp_path / "cards", MODULE_DAYS, cache).cards] == ["mdp-a", "mdp-b"]
 
 
-def test_not_utf8_is_a_problem_not_a_crash(tmp_path):
+def test_not_utf8_is_reported_at_its_line_and_the_other_cards_still_load(tmp_path):
+    path = write_card_file(tmp_path / "cards", "01-mdp.md", "mdp", 1,
+                           [card_block("mdp-a"), card_block("mdp-b", back="caf\u00e9 ok"), card_block("mdp-c")])
+    text = path.read_text(encoding="utf-8")
+    path.write_bytes(text.replace("caf\u00e9 ok", "caf\u00e9 ok").encode("utf-8").replace(b"caf\xc3\xa9", b"caf\xe9", 1))
+    bad_line = text.splitlines().index("caf\u00e9 ok") + 1
+    deck = parse_card_file(path, tmp_path, MODULE_DAYS)
+    assert [c.id for c in deck.cards] == ["mdp-a", "mdp-c"]
+    assert [str(p) for p in deck.problems] == [
+        f"cards/01-mdp.md:{bad_line}: not UTF-8 text: byte 0xe9 at column 4 (invalid continuation byte); "
+        "save the file as UTF-8 (the card or question holding this line is skipped)"]
+
+
+def test_not_utf8_in_front_matter_is_a_problem_not_a_crash(tmp_path):
     folder = tmp_path / "cards"
     folder.mkdir()
     (folder / "01-mdp.md").write_bytes(b"---\nmodule: mdp\n\xff\xfe\n")
-    assert problems_of(folder / "01-mdp.md")[0].startswith("cards/01-mdp.md:1: not UTF-8 text")
+    problems = problems_of(folder / "01-mdp.md")
+    assert problems[0].startswith("cards/01-mdp.md:3: not UTF-8 text: byte 0xff at column 1")
+
+
+def english_back(card_id: str, back: str) -> str:
+    """A card whose back.en is ``back`` and whose other sections are plain text."""
+    return f"## {card_id}\n\n### front.en\nQ\n\n### back.en\n{back}\n\n### front.zh\n问\n\n### back.zh\n答\n\n"
+
+
+def test_an_unclosed_fence_is_reported_where_it_opens_and_swallows_nothing(tmp_path):
+    blocks = [card_block(f"mdp-{k}") for k in range(20)]
+    blocks[1] = english_back("mdp-1", "Example:\n\n```python\nx = 1\n")  # never closed
+    path = write_card_file(tmp_path / "cards", "01-mdp.md", "mdp", 1, blocks)
+    fence_line = path.read_text(encoding="utf-8").splitlines().index("```python") + 1
+    deck = parse_card_file(path, tmp_path, MODULE_DAYS)
+    assert [c.id for c in deck.cards] == [f"mdp-{k}" for k in range(20) if k != 1]
+    assert [str(p) for p in deck.problems] == [
+        f"cards/01-mdp.md:{fence_line}: code fence ``` opened here is never closed: add a closing ``` line "
+        "(the card or question holding it is skipped until then)"]
+
+
+def test_a_fence_left_open_before_another_block_is_blamed_not_the_block(tmp_path):
+    blocks = [english_back("mdp-a", "```\nleft open\n"), card_block("mdp-b"),
+              english_back("mdp-c", "```python\n## not-a-card\n```")]
+    path = write_card_file(tmp_path / "cards", "01-mdp.md", "mdp", 1, blocks)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    deck = parse_card_file(path, tmp_path, MODULE_DAYS)
+    assert [c.id for c in deck.cards] == ["mdp-b", "mdp-c"]
+    assert "## not-a-card" in deck.by_id["mdp-c"].back["en"]
+    assert [p.line for p in deck.problems] == [lines.index("```") + 1]
+    assert f"still open at line {lines.index('```python') + 1}" in deck.problems[0].message
+
+
+def test_a_line_of_inline_code_is_not_a_fence(tmp_path):
+    path = write_card_file(tmp_path / "cards", "01-mdp.md", "mdp", 1,
+                           [card_block("mdp-a", back="```x``` is inline code"), card_block("mdp-b")])
+    deck = parse_card_file(path, tmp_path, MODULE_DAYS)
+    assert deck.problems == [] and [c.id for c in deck.cards] == ["mdp-a", "mdp-b"]
+
+
+def test_math_the_terminal_cannot_show_is_reported_at_its_line_and_the_card_kept(tmp_path):
+    back = "First line.\nThen $x + \\foo{y}$ and\n$$\\frac{1}$$"
+    path = write_card_file(tmp_path / "cards", "01-mdp.md", "mdp", 1, [card_block("mdp-m", back=back)])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    deck = parse_card_file(path, tmp_path, MODULE_DAYS)
+    assert [c.id for c in deck.cards] == ["mdp-m"]
+    en, zh = lines.index("Then $x + \\foo{y}$ and") + 1, lines.index("答案：First line.") + 2
+    assert [str(p) for p in deck.problems] == [
+        f"cards/01-mdp.md:{en}: card mdp-m: math in 'back.en': unknown LaTeX command \\foo: the terminal "
+        "cannot show it (use a standard command, or teach llmcore_tui/core/mathtext.py)",
+        f"cards/01-mdp.md:{en + 1}: card mdp-m: math in 'back.en': \\frac needs an argument",
+        f"cards/01-mdp.md:{zh}: card mdp-m: math in 'back.zh': unknown LaTeX command \\foo: the terminal "
+        "cannot show it (use a standard command, or teach llmcore_tui/core/mathtext.py)",
+        f"cards/01-mdp.md:{zh + 1}: card mdp-m: math in 'back.zh': \\frac needs an argument",
+    ]
+
+
+def test_section_checks_are_one_list_shared_with_quizzes(tmp_path, monkeypatch):
+    from llmcore_tui.core import content, quiz
+
+    def shout(text, section):
+        if "TODO" in text:
+            yield text.index("TODO"), f"TODO left in {section}"
+
+    monkeypatch.setattr(content, "SECTION_CHECKS", [*content.SECTION_CHECKS, shout])
+    path = write_card_file(tmp_path / "cards", "01-mdp.md", "mdp", 1, [card_block("mdp-t", back="TODO")])
+    assert [p.message for p in parse_card_file(path, tmp_path, MODULE_DAYS).problems] == [
+        "card mdp-t: TODO left in back.en", "card mdp-t: TODO left in back.zh"]
+    text = ("---\nmodule: mdp\nday: 1\ntitle.en: M\ntitle.zh: M\n---\n\n## mdp-q\nkind: recall\n\n"
+            "### question.en\nQ?\n\n### question.zh\n问？\n\n### answer.en\nA\n\n### answer.zh\n答\n\n"
+            "### explanation.en\nTODO\n\n### explanation.zh\n解\n")
+    bank = quiz.parse_quiz(text, "quizzes/01-mdp.md", {"mdp": 1})
+    assert [str(p) for p in bank.problems] == ["quizzes/01-mdp.md:24: question mdp-q: TODO left in explanation.en"]
+    assert [q.id for q in bank.questions] == ["mdp-q"]
+
+
+def test_quizzes_report_an_unclosed_fence_and_keep_the_questions_after_it():
+    from llmcore_tui.core import quiz
+
+    def question(qid, explanation="E"):
+        return (f"## {qid}\nkind: recall\n\n### question.en\nQ?\n\n### question.zh\n问？\n\n"
+                f"### answer.en\nA\n\n### answer.zh\n答\n\n### explanation.en\n{explanation}\n\n"
+                "### explanation.zh\n解\n\n")
+
+    text = ("---\nmodule: mdp\nday: 1\ntitle.en: M\ntitle.zh: M\n---\n\n"
+            + question("mdp-a", "```\ncode") + question("mdp-b") + question("mdp-c"))
+    bank = quiz.parse_quiz(text, "quizzes/01-mdp.md", {"mdp": 1})
+    assert [q.id for q in bank.questions] == ["mdp-b", "mdp-c"]
+    fence_line = text.splitlines().index("```") + 1
+    assert [(p.line, p.message.split(":")[0]) for p in bank.problems] == [(fence_line, "code fence ``` opened here is never closed")]
 
 
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="#$`~\\<>&*_[]|"),

@@ -2,9 +2,13 @@
 
 The format is documented in ``cards/README.md``. Every problem is reported as a
 :class:`Problem` with the file and line; valid cards are loaded regardless, so one typo
-never hides a deck. Headings inside fenced code are not mistaken for cards. The parsed
-deck is cached on disk keyed by the files' size and modification time, and start-up reads
-only a small summary, which keeps the TUI's start-up fast on any deck size.
+never hides a deck. Headings inside fenced code are not mistaken for cards; a fence that is
+never closed is reported where it opens and does not swallow the cards after it. Bytes that
+are not UTF-8 are reported at their line and only the card holding them is skipped. Section
+text then goes through :data:`SECTION_CHECKS` (math the terminal cannot show, ...), shared
+with the quiz loader. The parsed deck is cached on disk keyed by the files' size and
+modification time, and start-up reads only a small summary, which keeps the TUI's start-up
+fast on any deck size.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 LANGS = ("en", "zh")
 SECTIONS = tuple(f"{side}.{lang}" for lang in LANGS for side in ("front", "back"))
 CARD_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: problems from section checks, fences and undecodable lines
 
 
 @dataclass(frozen=True, order=True)
@@ -89,32 +94,132 @@ _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
-def scan_headings(lines: list[str]):
-    """(level, text, zero-based line) of each ATX heading outside fenced code blocks.
+@dataclass
+class Outline:
+    """The block structure of a file's body: headings outside code, and broken fences.
 
-    A CommonMark-faithful line scan for the only block structure the formats use (headings
-    and fences). A full Markdown parse (markdown-it) measured ~3.5 ms a card on this
-    machine: 3 minutes for a 50,000-card deck; this scan takes milliseconds.
+    ``headings`` holds (level, text, zero-based line); ``broken`` holds (zero-based line,
+    message) for each fence that is never closed. A broken fence is read as plain text so
+    that the headings after it still count, and the card or question holding it is skipped.
     """
-    fence = ""
+
+    headings: list[tuple[int, str, int]]
+    broken: list[tuple[int, str]]
+
+
+def outline(lines: list[str], offset: int = 0) -> Outline:
+    """Headings outside fenced code, CommonMark-style, and the fences that never close.
+
+    A line scan for the only block structure the formats use (headings and fences). A full
+    Markdown parse (markdown-it) measured ~3.5 ms a card on this machine: 3 minutes for a
+    50,000-card deck; this scan takes milliseconds. ``offset`` is the file line of
+    ``lines[0]`` minus one, for the line numbers in messages.
+    """
+    ignored: set[int] = set()
+    broken: list[tuple[int, str]] = []
+    while True:
+        headings, fault = _scan(lines, ignored, offset)
+        if fault is None:
+            return Outline(headings, sorted(broken))
+        ignored.add(fault[0])
+        broken.append(fault)
+
+
+def _scan(lines: list[str], ignored: set[int], offset: int) -> tuple[list[tuple[int, str, int]], tuple[int, str] | None]:
+    headings: list[tuple[int, str, int]] = []
+    fence, opened = "", -1
     for index, line in enumerate(lines):
         m = _FENCE.match(line)
-        if m and (not fence or (m[1][0] == fence[0] and len(m[1]) >= len(fence) and not line.strip(m[1][0] + " \t"))):
-            fence = "" if fence else m[1]
-            continue
+        rest = line[m.end():].strip() if m else ""
+        if m and index not in ignored and not (m[1][0] == "`" and "`" in rest):
+            if not fence:
+                fence, opened = m[1], index
+                continue
+            if m[1][0] == fence[0] and len(m[1]) >= len(fence):
+                if not rest:
+                    fence = ""
+                    continue
+                # an opening fence with an info string inside a block: the block above was never
+                # closed, or this one's closing line would end the block above
+                return headings, (opened, f"code fence {fence} opened here is still open at line "
+                                          f"{offset + index + 1}, where {line.strip()!r} starts another: close it "
+                                          f"with a {fence} line (or put code that holds fences in a longer fence)")
         if not fence and (h := _ATX.match(line)):
-            yield len(h[1]), (h[2] or "").strip(), index
+            headings.append((len(h[1]), (h[2] or "").strip(), index))
+    if fence:
+        return headings, (opened, f"code fence {fence} opened here is never closed: add a closing {fence} "
+                                  "line (the card or question holding it is skipped until then)")
+    return headings, None
+
+
+def read_source(path: Path, shown: str) -> tuple[str, list[Problem], set[int]]:
+    """A content file's text, its decoding problems, and the (1-based) lines that held them.
+
+    Bytes that are not UTF-8 are replaced (U+FFFD) so the rest of the file still loads; each
+    line holding some is reported at its real line and column.
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8"), [], set()
+    except UnicodeDecodeError:
+        pass
+    problems: list[Problem] = []
+    bad_lines: set[int] = set()
+    position = 0
+    while position < len(data):
+        try:
+            data[position:].decode("utf-8")
+            break
+        except UnicodeDecodeError as exc:
+            start, position, reason = position + exc.start, position + exc.end, exc.reason
+        before = data[:start].decode("utf-8", "replace")
+        line = len((before + "x").splitlines())
+        if line in bad_lines:
+            continue
+        bad_lines.add(line)
+        column = len(before) - max(before.rfind("\n"), before.rfind("\r")) if before else 1
+        problems.append(Problem(shown, line, f"not UTF-8 text: byte 0x{data[start]:02x} at column {column} "
+                                             f"({reason}); save the file as UTF-8 (the card or question "
+                                             "holding this line is skipped)"))
+    return data.decode("utf-8", "replace"), problems, bad_lines
+
+
+# -- checks on section text ---------------------------------------------------------------
+#
+# A check reads one section's text (``section`` is its name, e.g. ``back.zh``) and yields
+# (character offset in the text, message). Problems it finds are reported at their line but
+# do not drop the card or question: the text still shows, only less well. Append a function
+# to SECTION_CHECKS to add a rule to both the card and the quiz loader.
+
+SectionCheck = Callable[[str, str], Iterable[tuple[int, str]]]
+
+
+def check_math(text: str, section: str) -> Iterator[tuple[int, str]]:
+    """Math that the terminal renderer cannot show faithfully (unknown commands and the like)."""
+    from llmcore_tui.core.mathtext import iter_math, math_problems
+
+    for span in iter_math(text):
+        for position, message in math_problems(span.latex):
+            yield span.offset + position, f"math in {section!r}: {message}"
+
+
+SECTION_CHECKS: list[SectionCheck] = [check_math]
+
+
+def check_section(path: str, first_line: int, text: str, section: str, label: str) -> list[Problem]:
+    """Run every section check on ``text`` (whose first line is file line ``first_line``)."""
+    problems = []
+    for check in SECTION_CHECKS:
+        for position, message in check(text, section):
+            problems.append(Problem(path, first_line + text.count("\n", 0, position), f"{label}: {message}"))
+    return problems
 
 
 def parse_card_file(path: Path, root: Path | None = None, module_days: dict[str, int] | None = None) -> Deck:
     """Parse one card file. ``module_days`` maps known module ids to their roadmap day."""
     shown = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
     deck = Deck()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        deck.problems.append(Problem(shown, 1, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
-        return deck
+    text, deck.problems, bad_lines = read_source(path, shown)
     lines = text.splitlines()
     meta, body_start, problems = parse_front_matter(lines, shown)
     deck.problems += problems
@@ -139,7 +244,10 @@ def parse_card_file(path: Path, root: Path | None = None, module_days: dict[str,
         return deck  # without a module and day no card can be placed
 
     body_lines = lines[body_start:]
-    headings = list(scan_headings(body_lines))
+    shape = outline(body_lines, body_start)
+    headings = shape.headings
+    deck.problems += [Problem(shown, body_start + line0 + 1, message) for line0, message in shape.broken]
+    skipped = {line0 for line0, _ in shape.broken} | {line - 1 - body_start for line in bad_lines}
     card_starts = [i for i, h in enumerate(headings) if h[0] <= 2]
     for position, index in enumerate(card_starts):
         level, title, line0 = headings[index]
@@ -147,6 +255,8 @@ def parse_card_file(path: Path, root: Path | None = None, module_days: dict[str,
             continue
         following = card_starts[position + 1] if position + 1 < len(card_starts) else len(headings)
         end = headings[following][2] if following < len(headings) else len(body_lines)
+        if any(line0 <= k < end for k in skipped):
+            continue  # broken fence or undecodable bytes inside: reported above
         sections = [h for h in headings[index + 1:following] if h[0] == 3]
         card = _parse_card(shown, body_start, body_lines, title, line0, end, sections, module, day, deck.problems)
         if card:
@@ -185,13 +295,16 @@ def _parse_card(path: str, offset: int, lines: list[str], card_id: str, start: i
             problems.append(Problem(path, offset + s_line + 1, f"card {card_id}: section {name!r} appears twice"))
             ok = False
             continue
-        body = "\n".join(lines[s_line + 1:s_end]).strip()
+        raw = "\n".join(lines[s_line + 1:s_end])
+        body = raw.strip()
         if not body:
             problems.append(Problem(path, offset + s_line + 1, f"card {card_id}: section {name!r} is empty"))
             ok = False
         if body.count("$") % 2:
             problems.append(Problem(path, offset + s_line + 1, f"card {card_id}: unbalanced '$' in {name!r}"))
             ok = False
+        else:
+            problems += check_section(path, offset + s_line + 2, raw, name, f"card {card_id}")
         texts[name] = body
     missing = [s for s in SECTIONS if s not in texts]
     if missing:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from llmcore_tui.core import calc
-from llmcore_tui.core.content import CARD_ID, LANGS, Problem, parse_front_matter, scan_headings
+from llmcore_tui.core.content import CARD_ID, LANGS, Problem, check_section, outline, parse_front_matter
 
 KINDS = ("single", "multiple", "numeric", "parametric", "recall")
 CHOICE_KINDS = ("single", "multiple")
@@ -595,7 +595,10 @@ def parse_quiz(text: str, path: str, modules: dict[str, int]) -> QuizBank:
     bank.quizzes.append(QuizInfo(module, day, titles, threshold, path))
 
     body = lines[body_start:]
-    headings = list(scan_headings(body))
+    shape = outline(body, body_start)
+    headings = shape.headings
+    problems += [Problem(path, body_start + line0 + 1, message) for line0, message in shape.broken]
+    skipped = {line0 for line0, _ in shape.broken}
     first = next((h[2] for h in headings if h[0] == 2), len(body))
     for level, title, line0 in headings:
         if line0 < first or level not in (2, 3):
@@ -609,6 +612,8 @@ def parse_quiz(text: str, path: str, modules: dict[str, int]) -> QuizBank:
         if level != 2:
             continue
         end = next((h[2] for h in headings[index + 1:] if h[0] <= 2), len(body))
+        if any(line0 <= k < end for k in skipped):
+            continue  # a broken fence inside: reported above
         sections = [h for h in headings[index + 1:] if h[0] == 3 and line0 < h[2] < end]
         q = _QuestionParser(path, body_start, body, title, line0, end, sections, module, day, problems).parse()
         if q is not None:
@@ -716,11 +721,14 @@ class _QuestionParser:
             if name in texts:
                 self.problem(line0, f"section {name!r} appears twice")
                 continue
-            body = "\n".join(self.lines[line0 + 1:s_end]).strip()
+            raw = "\n".join(self.lines[line0 + 1:s_end])
+            body = raw.strip()
             if not body:
                 self.problem(line0, f"section {name!r} is empty")
             elif body.replace("\\$", "").count("$") % 2:
                 self.problem(line0, f"unbalanced '$' in {name!r}")
+            else:
+                self.problems += check_section(self.path, self.offset + line0 + 2, raw, name, f"question {self.qid}")
             texts[name] = body
         missing = [s for s in wanted if s not in texts]
         if missing:
