@@ -6,8 +6,11 @@ This is the one object the CLI and the TUI talk to; it has no UI and no torch im
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from llmcore_tui.core import roadmap
 from llmcore_tui.core.clock import Clock, day_bounds, local_zone, study_date
@@ -16,6 +19,27 @@ from llmcore_tui.core.roadmap import Criterion, DayStatus
 from llmcore_tui.core.settings import Settings
 from llmcore_tui.core.srs import NewItem, ReviewQueue, Srs, introduced_ids, introduced_since
 from llmcore_tui.core.store import Store
+
+
+@dataclass
+class SharedReviewQueue(ReviewQueue):
+    """A review queue that respects other instances on the same database.
+
+    A new card is introduced in the store by its first rating (one transaction, as before).
+    Before showing the next item this queue drops, from the front of its new cards, every card
+    that has been introduced since the queue was built (by another app or command on the same
+    database), and re-reads how many new cards today still allows, so two instances neither
+    show the same new card twice nor exceed ``new_per_day`` together.
+    """
+
+    new_limit: Callable[[], int] | None = None  # new cards still allowed today, read from the store
+
+    def next(self, now: float) -> NewItem | dict[str, Any] | None:
+        while self.new_items and self.srs.row(self.new_items[0].item_id) is not None:
+            self.new_items.pop(0)
+        if self.new_limit is not None:
+            self.new_left = self.new_limit()
+        return super().next(now)
 
 
 class Course:
@@ -100,8 +124,8 @@ class Course:
     def review_queue(self) -> ReviewQueue:
         statuses = self.day_statuses()
         unlocked = {s.day.number for s in statuses if s.unlocked}
-        return ReviewQueue(self.srs, self.new_items(unlocked), self.new_left_today(),
-                           self.settings.get("learn_ahead_minutes") * 60)
+        return SharedReviewQueue(self.srs, self.new_items(unlocked), self.new_left_today(),
+                                 self.settings.get("learn_ahead_minutes") * 60, new_limit=self.new_left_today)
 
     # -- roadmap --------------------------------------------------------------------------
     def _module_counts(self, now: float) -> dict[str, tuple[int, int]]:
