@@ -169,3 +169,98 @@ def test_a_lab_whose_parent_is_already_gone_exits_at_once(tmp_path):
     started = time.monotonic()
     proc = subprocess.run([sys.executable, str(script)], timeout=30)
     assert proc.returncode == -signal.SIGKILL and time.monotonic() - started < 20
+
+
+# -- the real app in a pseudo-terminal ------------------------------------------------------------
+
+def _drain(fd: int) -> None:
+    import select
+
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0)
+            if not ready or not os.read(fd, 65536):
+                return
+    except OSError:
+        return
+
+
+def _app(tmp_path: Path, content: Path, db: Path, extra_env: dict[str, str]) -> tuple[int, int]:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    spinner = tmp_path / "spinner.py"
+    spinner.write_text(SPINNER.format(repo=str(REPO)))
+    painted = tmp_path / f"painted-{time.monotonic_ns()}"
+    env = dict(os.environ, LLMCORE_CONTENT=str(content), TERM="xterm-256color", LLMCORE_BENCH_T0=str(time.time()),
+               LLMCORE_BENCH_OUT=str(painted), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               LLMCORE_LAB_COMMAND=f"{sys.executable} {spinner}", SPIN_MODE="python", **extra_env)
+    pid, fd = pty.fork()
+    if pid == 0:  # the real app, as a user starts it
+        os.chdir(REPO)
+        os.execve(sys.executable, [sys.executable, "-m", "llmcore_tui", "--db", str(db)], env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    _wait(lambda: (_drain(fd), painted.exists())[1], 60, "the Today screen")
+    return pid, fd
+
+
+def _launch_lab_in_app(fd: int, db: Path) -> int:
+    os.write(fd, b"l")  # the Labs screen
+    _wait(lambda: (_drain(fd), time.sleep(0.3), True)[2], 5, "")
+    os.write(fd, b"t")  # run the selected lab's toy preset
+    row = _wait(lambda: (_drain(fd), (r := _row(db)) and r[0] == "running" and r[1] and r)[1], 60,
+                "the lab to start from the app")
+    time.sleep(1.0)
+    return row[1]
+
+
+def _reap(pid: int, timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a POSIX pseudo-terminal")
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGHUP", "SIGTERM"])
+def test_the_app_killed_or_hung_up_leaves_no_lab_running(tmp_path, content, sig):
+    db = tmp_path / "progress.db"
+    pid, fd = _app(tmp_path, content, db, {})
+    lab_pid = None
+    try:
+        lab_pid = _launch_lab_in_app(fd, db)
+        os.kill(pid, getattr(signal, sig))
+        if sig == "SIGKILL":
+            assert _reap(pid, 5) == -signal.SIGKILL
+            _wait(lambda: _gone(lab_pid), 5.0, "the lab to die with the app")
+            assert _row(db) == ("running", lab_pid)
+            # the next start of the app marks the row (and exits after its first paint)
+            again, fd2 = _app(tmp_path, content, db, {"LLMCORE_BENCH_EXIT": "1"})
+            _wait(lambda: (_drain(fd2), _reap(again, 0.1) is not None)[1], 30, "the second app to exit")
+            os.close(fd2)
+            assert _row(db) == ("failed", lab_pid)
+        else:
+            code = _wait(lambda: (_drain(fd), _reap(pid, 0.1))[1], 20, f"the app to exit on {sig}")
+            assert code == 128 + getattr(signal, sig)
+            assert _gone(lab_pid)
+            assert _row(db) == ("cancelled", lab_pid)  # cancelled and recorded before the app ended
+        conn = sqlite3.connect(db)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        conn.close()
+    finally:
+        for p in (pid, lab_pid):
+            if p:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        os.close(fd)
