@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 from torch.distributed.device_mesh import DeviceMesh
 
-from labs._runtime import Emitter, LabFailure
+from labs._runtime import Emitter, LabFailure, torch_threads
 from labs.parallel.config import Config, bubble_fraction
 from labs.parallel.dp import reference_step, run_dp, run_fsdp, run_zero1
 from labs.parallel.mesh import Mesh, Traffic, launch
@@ -56,6 +56,12 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     if cfg.device.startswith("cuda") and torch.cuda.device_count() < world:
         raise LabFailure(f"NCCL needs one GPU per process: {world} processes, {torch.cuda.device_count()} GPUs; "
                          "lower tp/pp/dp or use --device cpu")
+    import labs.parallel
+
+    if torch_threads(1) > 1 and not labs.parallel.OMP_PASSIVE:
+        emit.log("warning: torch was loaded before this lab could set OMP_WAIT_POLICY=PASSIVE; with more than one "
+                 "thread per rank, spinning OpenMP threads slow the ranks and inflate the pipeline's measured "
+                 "compute (run it as python -m labs parallel, or set OMP_WAIT_POLICY=PASSIVE)")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="llmcore-parallel-") as tmp:
         results = launch(cfg, rank_body, PHASES, emit, Path(tmp))
