@@ -125,7 +125,8 @@ def outline(lines: list[str], offset: int = 0) -> Outline:
         broken.append(fault)
 
 
-def _scan(lines: list[str], ignored: set[int], offset: int) -> tuple[list[tuple[int, str, int]], tuple[int, str] | None]:
+def _scan(lines: list[str], ignored: set[int],
+          offset: int) -> tuple[list[tuple[int, str, int]], tuple[int, str] | None]:
     headings: list[tuple[int, str, int]] = []
     fence, opened = "", -1
     for index, line in enumerate(lines):

@@ -21,8 +21,9 @@ it stands next to a factor (``β log(π_θ(y|x)/π_ref(y|x))``); ``\\binom{n}{k}
 Nothing is dropped silently: a command the renderer does not know stays visible as ``\\name``,
 and :func:`math_problems` lists it (with unbalanced braces, missing arguments and the like) so
 that ``llmcore-tui check`` fails at its file and line. Pure Python, no import beyond the
-standard library (a parse is ~0.05 ms; pylatexenc's walker measured ~0.3 ms a span); results
-are cached, since the review screen renders a card per key press.
+standard library: parsing all 3,941 shipped spans takes 0.08 s where pylatexenc's walker took
+1.1 s on the same machine, and both parses and renderings are cached, since ``check`` parses
+every span and the review screen renders a card per key press.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ _NAMED_OPS = frozenset(
     "sinh cosh tanh coth arcsin arccos arctan".split())
 _OPEN = {"langle": "⟨", "lceil": "⌈", "lfloor": "⌊", "lvert": "|", "lVert": "‖", "{": "{", "lbrace": "{"}
 _CLOSE = {"rangle": "⟩", "rceil": "⌉", "rfloor": "⌋", "rvert": "|", "rVert": "‖", "}": "}", "rbrace": "}"}
-_SPACES = {",": " ", ":": " ", ";": " ", ">": " ", " ": " ", "\n": " ", "\t": " ", "quad": " ", "qquad": " ", "enspace": " ",
-           "thinspace": " ", "medspace": " ", "thickspace": " ", "!": "", "negthinspace": ""}
+_SPACES = {**dict.fromkeys([",", ":", ";", ">", " ", "\n", "\t", "quad", "qquad", "enspace", "thinspace",
+                            "medspace", "thickspace"], " "), "!": "", "negthinspace": ""}
 _IGNORED = frozenset(  # sizes and styles: the terminal has one size
     "displaystyle textstyle scriptstyle scriptscriptstyle limits nolimits big Big bigg Bigg bigl bigr Bigl Bigr "
     "biggl biggr Biggl Biggr bigm Bigm".split())
@@ -85,7 +86,6 @@ _TEXTS = frozenset("text textrm textbf textit textsf texttt textnormal mbox".spl
 _FRACS = frozenset("frac dfrac tfrac".split())
 _BINOMS = frozenset("binom dbinom tbinom".split())
 _TEXT_ESCAPES = {"%": "%", "&": "&", "_": "_", "#": "#", "$": "$", "{": "{", "}": "}", " ": " ", ",": " "}
-_STRUCTURE = frozenset({"sqrt", "left", "right", "middle", "not", "operatorname", "\\"})
 
 SYMBOLS: dict[str, tuple[str, str]] = {  # command -> (glyph, class), for tests and tools
     **{k: (v, "ord") for k, v in {**_GREEK, **_ORD}.items()}, **{k: (v, "rel") for k, v in _REL.items()},
@@ -93,8 +93,6 @@ SYMBOLS: dict[str, tuple[str, str]] = {  # command -> (glyph, class), for tests 
     **{k: (k, "op") for k in _NAMED_OPS}, **{k: (v, "open") for k, v in _OPEN.items()},
     **{k: (v, "close") for k, v in _CLOSE.items()},
 }
-KNOWN_COMMANDS = frozenset(SYMBOLS) | frozenset(_SPACES) | _IGNORED | frozenset(_ACCENTS) | _FONTS | _TEXTS \
-    | _FRACS | _BINOMS | _STRUCTURE
 
 _CHAR_CLASS = {**dict.fromkeys("+-*", "bin"), **dict.fromkeys("=<>", "rel"), **dict.fromkeys(",;:", "punct"),
                **dict.fromkeys("([", "open"), **dict.fromkeys(")]!?", "close")}
@@ -277,7 +275,8 @@ class _Parser:
                 if name in _TEXT_ESCAPES:
                     out.append(_TEXT_ESCAPES[name])
                 else:
-                    self.problem(at, f"\\{name} inside {owner}{{…}}: only plain text and \\%, \\&, \\_, \\{{, \\}} are shown")
+                    self.problem(at, f"\\{name} inside {owner}{{…}}: only plain text and "
+                                     "\\%, \\&, \\_, \\{, \\} are shown")
                     out.append("\\" + name)
                 continue
             self.i += 1
