@@ -264,3 +264,36 @@ def test_the_app_killed_or_hung_up_leaves_no_lab_running(tmp_path, content, sig)
         except ChildProcessError:
             pass
         os.close(fd)
+
+
+def test_a_lab_started_from_a_short_lived_thread_outlives_that_thread(tmp_path, monkeypatch):
+    """The parent-death signal follows the forking *thread*: the runner forks from a thread that
+    lives as long as the process, so a worker thread that starts a lab and ends does not kill it."""
+    import threading
+
+    from llmcore_tui.core.labruns import LabRunner
+    from llmcore_tui.core.store import Store
+
+    spinner = tmp_path / "spinner.py"
+    spinner.write_text(SPINNER.format(repo=str(REPO)))
+    monkeypatch.setenv("SPIN_MODE", "python")
+    store = Store(tmp_path / "progress.db")
+    runner = LabRunner(store, root=tmp_path, command=[sys.executable, str(spinner)])
+    handles = []
+    def start_then_end() -> None:
+        handles.append(runner.start("mdp", toy=True))
+        _wait(lambda: handles[0].config is not None, 30, "the start event")  # the lab's guards are set
+        time.sleep(0.5)
+
+    worker = threading.Thread(target=start_then_end)
+    worker.start()
+    worker.join()
+    handle = handles[0]
+    try:
+        time.sleep(2.0)  # the starting thread is gone
+        assert not handle.done and not _gone(handle.pid)
+    finally:
+        handle.cancel(0.5)
+        assert handle.wait(15)
+        store.close()
+    assert handle.status == "cancelled"
