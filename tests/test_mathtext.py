@@ -156,3 +156,14 @@ def test_every_symbol_command_leaves_a_trace(latex):
     for glyph, count in wanted.items():
         found = sum(out.count(form) for form in _traces(glyph))
         assert found >= count, f"{glyph!r} x{count} in {latex!r} left {found} trace(s) in {out!r}"
+
+
+def test_rendering_and_checking_import_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys; from llmcore_tui.core.mathtext import latex_to_unicode, math_problems; "
+            "latex_to_unicode(r'\\frac{1}{2}'); math_problems('x'); "
+            "print(','.join(m for m in ('pylatexenc', 'markdown_it', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
