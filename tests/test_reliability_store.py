@@ -283,3 +283,23 @@ def test_the_tui_launch_reports_database_errors_on_stderr(tmp_path, content):
     assert result.returncode == 1
     assert result.stdout == "" and "not an llmcore-tui database" in result.stderr
     assert digest(path) == before and no_sidecars(path) and integrity(path) == "ok"
+
+
+def test_the_tui_says_when_it_created_the_database(tmp_path, content, clock):
+    import asyncio
+
+    from llmcore_tui.core.course import Course
+    from llmcore_tui.tui.app import LlmcoreApp
+
+    path = tmp_path / "new" / "p.db"
+    course = Course(Store(path), None, content, clock)
+    assert course.store.created and course.store.created_folders == [tmp_path / "new"]
+
+    async def scenario() -> list[str]:
+        app = LlmcoreApp(course)
+        async with app.run_test() as pilot:
+            await pilot.pause()
+            return [str(n.message) for n in app._notifications]
+
+    assert any(f"created at {path}" in m for m in asyncio.run(scenario()))
+    assert integrity(path) == "ok"

@@ -62,6 +62,8 @@ class LlmcoreApp(App[int]):
         if saved in self.available_themes:
             self.theme = saved
         self._theme_loaded = True
+        if self.course.store.created:  # a typo in --db must not look like lost progress
+            self.notify(f"New progress database created at {self.course.store.path.resolve()}.", timeout=10)
         if self.readonly:
             self.sub_title = "read-only: browsing, nothing is saved"
             self.notify(f"{self.course.store.path} is read-only: you can browse, but ratings, quiz answers, "
