@@ -31,12 +31,14 @@ HELP_TEXT = """\
 [b]Roadmap[/b]
   arrows  move between days; the panel shows what the day asks for
 
+[b]Today[/b]
+  enter  start reviewing    +  ten more new cards today (catching up)    e  export the brief
+
 [b]How it works[/b]
-  New cards come from the days you have unlocked, up to a daily limit
-  (llmcore-tui settings set new_per_day N). FSRS schedules each review for when
-  you are about to forget. A day is done when its cards are introduced, no reviews
-  are due, its lab has succeeded once and its quiz is passed.
-  A study day starts at 4 am local time (setting day_start_hour).
+  New cards come from the days you have unlocked, in course order, up to a daily limit (llmcore-tui settings set new_per_day N).
+  FSRS schedules each review for the moment you are about to forget; a review card is due for its whole study day, which starts at 4 am local time (setting day_start_hour).
+  A day is done when its cards are introduced, none of its reviews are due, its lab has succeeded once and its quiz is passed. A done day stays done.
+  Miss a day and the calendar moves on: Today names the earliest unfinished day and what it still owes, and + lets you catch up.
 """
 
 

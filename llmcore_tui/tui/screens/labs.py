@@ -75,15 +75,15 @@ class LabsScreen(Screen):
     CSS_PATH = "../labs.tcss"
 
     BINDINGS = [
-        Binding("t", "launch('toy')", "Toy run", id="labs.toy",
+        Binding("t", "launch('toy')", "Toy", id="labs.toy",
                 tooltip="Run the selected lab's toy preset (seconds on a CPU); enter does the same"),
-        Binding("f", "launch('full')", "Full run", id="labs.full", tooltip="Run the full preset (minutes or more)"),
+        Binding("f", "launch('full')", "Full", id="labs.full", tooltip="Run the full preset (minutes or more)"),
         Binding("c", "cancel", "Cancel", id="labs.cancel", tooltip="Stop the running lab and everything it started"),
-        Binding("h", "show_run", "Headline", id="labs.show",
+        Binding("h", "show_run", "Show", id="labs.show",
                 tooltip="Headline, curves and log of the selected run (or the lab's latest)"),
         Binding("x", "compare", "Compare", id="labs.compare",
                 tooltip="The run side by side with earlier runs of the same lab"),
-        Binding("n", "next_chart", "Next chart", id="labs.chart", tooltip="Chart the next metrics"),
+        Binding("n", "next_chart", "Chart", id="labs.chart", tooltip="Chart the next metrics"),
         Binding("escape", "app.switch_mode('today')", "Back", id="labs.back", tooltip="Back to Today"),
     ]
 

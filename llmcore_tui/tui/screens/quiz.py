@@ -128,8 +128,10 @@ class QuizScreen(Screen):
             verdict = "passed ✓" if result.passed else "not passed yet"
             question.update(Markdown(
                 f"## Score: {result.score:.0%} — {verdict}\n\n"
-                f"{result.correct} of {result.total} fully right; the pass mark is {result.threshold:.0%}.\n\n"
-                "The sitting is saved. Missed questions come back in Review (**r**).\n\n"
+                f"{result.correct} of {result.total} fully right (partly right answers count in part); "
+                f"the pass mark is {result.threshold:.0%}.\n\n"
+                + ("The sitting is saved. Missed questions come back in Review (**r**).\n\n"
+                   if result.correct < result.total else "The sitting is saved.\n\n") +
                 "**ctrl+n** sits this quiz again, **ctrl+o** picks another module, **escape** goes back."))
             feedback.update("")
             entry.display = False
@@ -185,8 +187,8 @@ class QuizScreen(Screen):
         else:
             head = f"### ✗ Not quite — the answer: {grade.expected_for(lang)}"
         tail = "" if grade.correct else "\n\n*This question will come back in Review.*"
-        more = "see your score" if self.sitting and self.sitting.done else "the next question"
-        return render_math(f"{head}\n\n{grade.explanation_for(lang)}{tail}\n\n**Enter** for {more}.")
+        more = "to see your score" if self.sitting and self.sitting.done else "for the next question"
+        return render_math(f"{head}\n\n{grade.explanation_for(lang)}{tail}\n\n**Enter** {more}.")
 
     def submit(self, given: object) -> None:
         sitting = self.sitting

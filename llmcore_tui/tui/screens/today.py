@@ -31,6 +31,9 @@ class TodayScreen(Screen):
             yield Static(id="today-counts")
             yield Static(id="today-next")
             yield Static(id="today-criteria")
+            yield Static("[b]t[/b] Today · [b]r[/b] Review · [b]m[/b] Roadmap · [b]l[/b] Labs · [b]k[/b] Quiz · "
+                         "[b]s[/b] Stats · [b]c[/b] Calculator · [b]?[/b] Help · [b]ctrl+p[/b] everything",
+                         id="today-keys", classes="muted")
         yield Footer()
 
     def on_mount(self) -> None:
