@@ -56,7 +56,7 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     if cfg.device.startswith("cuda") and torch.cuda.device_count() < world:
         raise LabFailure(f"NCCL needs one GPU per process: {world} processes, {torch.cuda.device_count()} GPUs; "
                          "lower tp/pp/dp or use --device cpu")
-    import labs.parallel
+    import labs.parallel  # its __init__ records whether it chose passive OpenMP waiting before torch loaded
 
     if torch_threads(1) > 1 and not labs.parallel.OMP_PASSIVE:
         emit.log("warning: torch was loaded before this lab could set OMP_WAIT_POLICY=PASSIVE; with more than one "
