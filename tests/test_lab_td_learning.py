@@ -9,32 +9,44 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from claims import Claim, LabResult, check_claims
 from labs import td_learning as td
 from labs._runtime import EXIT_USAGE, main, run_in_process
 
 CHEAP = ["runs=1", "episodes=100", "rw_runs=3", "rw_episodes=10", "mc_alphas=0.02"]
+RMS_UNTRAINED = float(np.sqrt(np.mean((0.5 - td.RW_TRUE) ** 2)))  # V = 0.5 everywhere, before any episode
+
+CLAIMS = [
+    # Figure 6.4: SARSA's online return beats Q-learning's (S&B: about -25 vs about -50)
+    Claim("SARSA - Q-learning online return, last 100 episodes",
+          lambda r: r.h["sarsa_online_return_last100"] - r.h["qlearning_online_return_last100"], ">", 10),
+    Claim("|SARSA online return + 25| (book: about -25)",
+          lambda r: abs(r.h["sarsa_online_return_last100"] + 25), "<", 10, null=None),
+    Claim("|Q-learning online return + 50| (book: about -50)",
+          lambda r: abs(r.h["qlearning_online_return_last100"] + 50), "<", 20, null=None),
+    # ... while Q-learning's greedy policy is the optimal cliff-edge path and SARSA's is longer
+    Claim("|Q-learning greedy return + 13| (median run)",
+          lambda r: abs(r.h["qlearning_greedy_return"] + 13), "<", 0.5, null=None),
+    Claim("share of Q-learning runs off the optimal path",
+          lambda r: 1 - r.h["qlearning_optimal_path_fraction"], "<", 0.1, null=None),
+    Claim("SARSA greedy return (median run)", "sarsa_greedy_return", "<", -14, null=-13),
+    # TD(0) converges towards 1/6..5/6, and faster than constant-alpha MC
+    Claim("TD(0) RMS error after the last episode (untrained: 0.236)", "td0_rms_final", "<", 0.1,
+          null=RMS_UNTRAINED),
+    Claim("MC - TD(0) final RMS error", lambda r: r.h["mc_rms_final"] - r.h["td0_rms_final"], ">", 0),
+]
 
 
 @pytest.mark.lab
 def test_toy_run_reproduces_example_6_6(tmp_path):
     events = run_in_process("td_learning", toy=True, out_dir=tmp_path)
-    head = events[-1]["headline"]
-    # SARSA's online return beats Q-learning's (S&B: about -25 vs about -50) ...
-    assert head["sarsa_online_return_last100"] > head["qlearning_online_return_last100"] + 10
-    assert -35 < head["sarsa_online_return_last100"] < -15
-    assert -70 < head["qlearning_online_return_last100"] < -35
-    # ... while Q-learning's greedy policy is the optimal cliff-edge path and SARSA's is longer
-    assert head["qlearning_greedy_return"] == -13
-    assert head["qlearning_optimal_path_fraction"] == 1.0
-    assert head["sarsa_greedy_return"] < -13
-    # TD(0) converges towards 1/6..5/6, and faster than constant-alpha MC
-    assert head["td0_rms_final"] < 0.08
-    assert head["td0_rms_final"] < head["mc_rms_final"]
+    check_claims(CLAIMS, LabResult.of(events))
 
-    metrics = [e["values"] for e in events if e["event"] == "metric"]
-    sarsa = [m["charts/sarsa_return"] for m in metrics if "charts/sarsa_return" in m]
-    qlearn = [m["charts/qlearning_return"] for m in metrics if "charts/qlearning_return" in m]
-    assert len(sarsa) == len(qlearn) == 500
+    # Figure 6.4: one point per episode for each method, at the same steps so they share a chart
+    result = LabResult.of(events)
+    sarsa, qlearn = result.metrics["returns/sarsa"], result.metrics["returns/q_learning"]
+    assert [s for s, _ in sarsa] == [s for s, _ in qlearn] == list(range(1, 501))
+    assert all(-100 * 500 < v <= -13 for _, v in sarsa + qlearn)
     tables = {e["name"]: e for e in events if e["event"] == "table"}
     assert {"sarsa_path", "qlearning_path", "cliff_walk", "random_walk_rms"} <= tables.keys()
     q_path = tables["qlearning_path"]["rows"]
@@ -83,6 +95,13 @@ def test_deterministic_for_a_seed(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["epsilon=1.5", "alpha=0", "runs=zero", "episodes=50",
-                                 "td_alphas=0.1,2", "greedy_max_steps=5", "lambda=1"])
+                                 "td_alphas=0.1,2", "greedy_max_steps=5", "lambda=1", "td_alphas=",
+                                 "rw_runs=0", "gamma=0"])
 def test_bad_settings_are_usage_errors(bad, tmp_path):
     assert main(["td_learning", "--toy", "--set", bad, "--out", str(tmp_path)], io.StringIO()) == EXIT_USAGE
+
+
+def test_limits_name_the_field(capsys):
+    assert main(["td_learning", "--toy", "--set", "rw_episodes=0"], io.StringIO()) == EXIT_USAGE
+    assert "rw_episodes=0: must be >= 1" in capsys.readouterr().err
+    assert td.LIMITS["mc_alphas"].may_be_empty and not td.LIMITS["td_alphas"].may_be_empty
