@@ -210,7 +210,7 @@ def test_missing_front_matter_and_bad_files(tmp_path):
     (tmp_path / "quizzes" / "13-b.md").write_text(FRONT + SINGLE, encoding="utf-8")
     bank = quiz.load_bank(tmp_path / "quizzes")
     messages = [str(p) for p in bank.problems]
-    assert any(m.startswith("quizzes/01-bad.md:1: not UTF-8") for m in messages)
+    assert any(m.startswith("quizzes/01-bad.md:2:") and "UTF-8" in m for m in messages)  # the bytes' real line
     assert any(m.startswith("quizzes/13-b.md:") and "first at quizzes/13-a.md:" in m for m in messages)
     assert len(bank.questions) == 1
     assert quiz.load_bank(tmp_path / "nowhere").problems[0].message == "quiz folder not found"
@@ -420,3 +420,14 @@ def test_shipped_zh_lines_do_not_break_between_chinese_characters(shipped):
         for text in (q.text["zh"], q.explanation["zh"], q.model_answer.get("zh", ""), *q.choices.get("zh", ())):
             m = broken.search(text)
             assert m is None, f"{q.location}: line break in {text[m.start() - 5:m.end() + 5]!r}"
+
+
+def test_bad_bytes_skip_only_the_question_that_holds_them(tmp_path):
+    folder = tmp_path / "quizzes"
+    folder.mkdir()
+    broken = NUMERIC.replace("answer: 2 GiB", "answer: 2 GiB").encode("utf-8").replace(b"kind: numeric", b"kind: numeric \xff")
+    (folder / "13-x.md").write_bytes((FRONT + SINGLE).encode("utf-8") + broken + MULTIPLE.encode("utf-8"))
+    bank = quiz.load_bank(folder)
+    assert sorted(q.id for q in bank.questions) == ["ref-q-multi", "ref-q-single"]
+    line = (FRONT + SINGLE).count("\n") + 2  # the numeric question's 'kind' line
+    assert any(p.line == line and "UTF-8" in p.message for p in bank.problems), bank.problems

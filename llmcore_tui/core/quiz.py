@@ -542,12 +542,19 @@ def load_bank(directory: Path, modules: dict[str, int] | None = None) -> QuizBan
 
 def parse_quiz_file(path: Path, root: Path | None = None, modules: dict[str, int] | None = None) -> QuizBank:
     """Parse one quiz file (paths in problems are relative to ``root`` when inside it)."""
+    from llmcore_tui.core.content import read_source
+
     shown = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        return QuizBank(problems=[Problem(shown, 1, f"not UTF-8 text ({exc.reason} at byte {exc.start})")])
-    return parse_quiz(text, shown, module_days() if modules is None else modules)
+    text, problems, bad_lines = read_source(path, shown)
+    bank = parse_quiz(text, shown, module_days() if modules is None else modules)
+    if bad_lines:  # a question holding undecodable bytes is skipped; every intact one loads
+        lines = text.splitlines()
+        headings = [i + 1 for i, line in enumerate(lines) if line.startswith("## ")] + [len(lines) + 1]
+        spans = dict(zip(headings, headings[1:]))  # a question runs from its heading to the next one
+        bank.questions = [q for q in bank.questions
+                          if not any(q.line <= b < spans.get(q.line, q.line + 1) for b in bad_lines)]
+    bank.problems[:0] = problems
+    return bank
 
 
 _BULLET = re.compile(r"[-*]\s+")
