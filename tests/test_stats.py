@@ -233,8 +233,9 @@ def test_retrievability_matches_fsrs(history):
 
 def test_weakest_cards(history):
     weak = stats.weakest_cards(history, n=10)
-    # a is the only card below R = 1; among the rest, more lapses, then higher difficulty first
-    assert [w.item_id for w in weak] == ["mdp-one", "mdp-three", "mdp-two", "td-two", "td-one"]
+    # a is the only card below R = 1; among the rest, more lapses, then higher difficulty first;
+    # td-one (never forgotten, difficulty 4) has shown no weakness and is not listed
+    assert [w.item_id for w in weak] == ["mdp-one", "mdp-three", "mdp-two", "td-two"]
     assert weak[0].module == "mdp" and weak[0].lapses == 1 and weak[0].difficulty == 5.0
     assert weak[0].retrievability == pytest.approx(history.srs.retrievability(
         history.store.query("SELECT * FROM srs_items WHERE item_id = 'mdp-one'")[0], FIXED_NOW))
@@ -295,7 +296,7 @@ def test_format_report(history):
     assert "first-review retention, last 3 days: 75.0% (6/8 first reviews of the day), desired 90.0%" in text
     assert "reviews: 11 in the last 3 days (3 active), today 3" in text
     assert "forecast, 14 days (overdue counted today): today 3, 03-03 1, 03-04 0, 03-05 1," in text
-    assert "  1  mdp              3/3" in text and "4 answers, 75.0% right" in text
+    assert "  1  mdp              3/3" in text and "4 answers, score 75.0%" in text
     assert text.splitlines()[-1].startswith("weakest: mdp-one (recall ")
 
 
@@ -312,3 +313,16 @@ def test_stats_command_appends_the_statistics(history):
     assert "true retention, last 30 days:" in result.output
     assert "forecast, 14 days (overdue counted today): today " in result.output
     assert any(line.split()[:3] == ["1", "mdp", "3/3"] for line in result.output.splitlines())
+
+
+def test_quiz_score_is_the_quiz_screens_figure_and_the_review_quiz_sits_on_day_13(course):
+    """One definition of a quiz score: the mean answer score, partial credit in part; computed
+    here from the attempts and by the module mastery, the two must agree."""
+    with course.store.transaction() as conn:
+        for i, (module, score) in enumerate([("mdp", 1.0), ("mdp", 0.5), ("mdp", 0.0), ("review", 1.0)]):
+            conn.execute("INSERT INTO quiz_attempts(sitting, question_id, module, day, answer, correct, score, "
+                         "attempted_ts) VALUES ('s', ?, ?, 1, 'x', ?, ?, ?)", (f"q{i}", module, int(score == 1.0), score, FIXED_NOW))
+    mastery = {m.module: m for m in stats.module_mastery(course)}
+    scores = [r[0] for r in course.store.conn.execute("SELECT score FROM quiz_attempts WHERE module = 'mdp'")]
+    assert mastery["mdp"].quiz_accuracy == pytest.approx(sum(scores) / len(scores)) == pytest.approx(0.5)
+    assert mastery["review"].day == 13

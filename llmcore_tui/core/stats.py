@@ -95,8 +95,9 @@ class ModuleMastery:
     ``mean_retrievability``: FSRS probability of recall *now*, averaged over the introduced
     cards (0.0 when none); ``reviews``: ratings in effect of the module's cards (undone ones
     excluded); ``lapses``: times a card in Review state was forgotten (rated Again);
-    ``quiz_attempts`` and ``quiz_accuracy``: answers given in the module's quizzes and the
-    share fully correct (None when no attempts).
+    ``quiz_attempts`` and ``quiz_accuracy``: answers given in the module's quizzes and their
+    mean score, partly right answers counting in part — the figure the Quiz screen shows for a
+    sitting (None when no attempts).
     """
 
     module: str
@@ -348,35 +349,41 @@ def module_mastery(course: Course | Context, now: float | None = None) -> list[M
             d, n, r_sum, la, re = per_module.get(module, (day, 0, 0.0, 0, 0))
             per_module[module] = (d, n + 1, r_sum + retrievability(stability, last_ts, ctx.now, ctx.decay, ctx.factor),
                                   la + (lapses or 0), re + (reps or 0))
-    quiz = {m: (int(n), int(ok or 0)) for m, n, ok in conn.execute(
-        "SELECT module, count(*), sum(correct) FROM quiz_attempts GROUP BY module")}
+    quiz = {m: (int(n), float(score or 0.0)) for m, n, score in conn.execute(
+        "SELECT module, count(*), sum(score) FROM quiz_attempts GROUP BY module")}
     modules = [d.module for d in roadmap.DAYS]
     extra = sorted((set(ctx.totals) | set(per_module) | set(quiz)) - set(modules))
     out = []
     for module in modules + extra:
         total = int(ctx.totals.get(module, 0))
         day, n, r_sum, lapses, reps = per_module.get(module, (0, 0, 0.0, 0, 0))
-        attempts, correct = quiz.get(module, (0, 0))
+        attempts, score_sum = quiz.get(module, (0, 0.0))
         if not (total or n or attempts):
             continue
         out.append(ModuleMastery(
             module=module,
-            day=roadmap.MODULE_DAYS.get(module, day),
+            day=roadmap.MODULE_DAYS.get(module) or roadmap.EXTRA_QUIZ_DAYS.get(module, day),
             cards_total=total,
             introduced=n,
             mean_retrievability=r_sum / n if n else 0.0,
             reviews=reps,
             lapses=lapses,
             quiz_attempts=attempts,
-            quiz_accuracy=correct / attempts if attempts else None,
+            quiz_accuracy=score_sum / attempts if attempts else None,
         ))
     return out
 
 
+WEAK_DIFFICULTY = 5.0  # FSRS difficulty runs 1-10; a card answered Good every time stays near 2-3
+
+
 def weakest_cards(course: Course | Context, n: int = 10, now: float | None = None,
                   kinds: Iterable[str] = ("card",)) -> list[WeakCard]:
-    """The ``n`` introduced items most at risk: lowest retrievability now first; ties broken
-    by more lapses, then higher difficulty, then id. ``kinds`` may add ``"quiz"`` items."""
+    """The ``n`` introduced items most at risk among those that showed weakness (forgotten at
+    least once, or rated hard enough that FSRS put their difficulty at ``WEAK_DIFFICULTY`` or
+    more): lowest retrievability now first; ties broken by more lapses, then higher difficulty,
+    then id. A card answered Good every time is not weak, however soon it is due. ``kinds`` may
+    add ``"quiz"`` items."""
     if n <= 0:
         return []
     ctx = _ctx(course, now)
@@ -387,14 +394,15 @@ def weakest_cards(course: Course | Context, n: int = 10, now: float | None = Non
         rows = conn.execute(
             f"SELECT item_id, module, {_r_sql(ctx)} AS r, coalesce(lapses, 0) AS l, "
             f"coalesce(difficulty, 0.0) AS d FROM srs_items WHERE kind IN ({marks}) "
-            f"ORDER BY r, l DESC, d DESC, item_id LIMIT ?", (*kinds, n)).fetchall()
+            f"AND (lapses > 0 OR difficulty >= ?) "
+            f"ORDER BY r, l DESC, d DESC, item_id LIMIT ?", (*kinds, WEAK_DIFFICULTY, n)).fetchall()
     else:
         rows = heapq.nsmallest(n, (
             (item_id, module, retrievability(stability, last_ts, ctx.now, ctx.decay, ctx.factor),
              lapses or 0, difficulty or 0.0)
             for item_id, module, stability, last_ts, lapses, difficulty in conn.execute(
                 f"SELECT item_id, module, stability, last_review_ts, lapses, difficulty FROM srs_items "
-                f"WHERE kind IN ({marks})", kinds)
+                f"WHERE kind IN ({marks}) AND (lapses > 0 OR difficulty >= ?)", (*kinds, WEAK_DIFFICULTY))
         ), key=lambda t: (t[2], -t[3], -t[4], t[0]))
     return [WeakCard(item_id, module, float(r), int(lapses), float(difficulty))
             for item_id, module, r, lapses, difficulty in rows]
@@ -458,7 +466,7 @@ def format_report(r: Report) -> list[str]:
     ]
     for m in r.mastery:
         recall = _pct(m.mean_retrievability) if m.introduced else "—"
-        quiz = f"{m.quiz_attempts} answers, {_pct(m.quiz_accuracy)} right" if m.quiz_attempts else "—"
+        quiz = f"{m.quiz_attempts} answers, score {_pct(m.quiz_accuracy)}" if m.quiz_attempts else "—"
         lines.append(f"{m.day:>3}  {m.module:<12} {f'{m.introduced}/{m.cards_total}':>7} {recall:>7} "
                      f"{m.reviews:>7} {m.lapses:>6}  {quiz}")
     if r.weakest:
