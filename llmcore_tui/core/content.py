@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator
 LANGS = ("en", "zh")
 SECTIONS = tuple(f"{side}.{lang}" for lang in LANGS for side in ("front", "back"))
 CARD_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-CACHE_VERSION = 3  # 3: problems from section checks, fences and undecodable lines
+CACHE_VERSION = 4  # 3: problems from section checks, fences and undecodable lines; 4: glossary rule
 
 
 @dataclass(frozen=True, order=True)
@@ -204,7 +204,14 @@ def check_math(text: str, section: str) -> Iterator[tuple[int, str]]:
             yield span.offset + position, f"math in {section!r}: {message}"
 
 
-SECTION_CHECKS: list[SectionCheck] = [check_math]
+def check_terms(text: str, section: str) -> Iterator[tuple[int, str]]:
+    """One Chinese term per concept (``cards/glossary.md``) and “…” quotes in ``*.zh`` sections."""
+    from llmcore_tui.core.glossary import check_terms as rule
+
+    yield from rule(text, section)
+
+
+SECTION_CHECKS: list[SectionCheck] = [check_math, check_terms]
 
 
 def check_section(path: str, first_line: int, text: str, section: str, label: str) -> list[Problem]:
@@ -350,7 +357,7 @@ def load_summary(directory: Path, module_days: dict[str, int] | None = None, cac
 
 
 def card_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.md") if p.name.lower() != "readme.md")
+    return sorted(p for p in directory.glob("*.md") if p.name.lower() not in ("readme.md", "glossary.md"))
 
 
 def load_deck(directory: Path, module_days: dict[str, int] | None = None, cache_dir: Path | None = None) -> Deck:
