@@ -207,11 +207,25 @@ def _app(tmp_path: Path, content: Path, db: Path, extra_env: dict[str, str]) -> 
 
 
 def _launch_lab_in_app(fd: int, db: Path) -> int:
-    os.write(fd, b"l")  # the Labs screen
-    _wait(lambda: (_drain(fd), time.sleep(0.3), True)[2], 5, "")
-    os.write(fd, b"t")  # run the selected lab's toy preset
-    row = _wait(lambda: (_drain(fd), (r := _row(db)) and r[0] == "running" and r[1] and r)[1], 60,
-                "the lab to start from the app")
+    def running():
+        _drain(fd)
+        row = _row(db)
+        return row if row and row[0] == "running" and row[1] else None
+
+    for _ in range(4):  # a busy machine may still be drawing the Labs screen when "t" arrives
+        os.write(fd, b"l")  # the Labs screen
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            _drain(fd)
+            time.sleep(0.05)
+        os.write(fd, b"t")  # run the selected lab's toy preset
+        try:
+            row = _wait(running, 15, "the lab to start from the app")
+            break
+        except AssertionError:
+            continue
+    else:
+        raise AssertionError("the app never started the lab")
     time.sleep(1.0)
     return row[1]
 
