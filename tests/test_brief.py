@@ -129,7 +129,7 @@ def test_populated_database_shows_mastery_evidence_and_timeline(populated):
     recall = f"{mastery.mean_retrievability:.0%}"
     lapses = f"{mastery.lapses} lapse" + ("" if mastery.lapses == 1 else "s")
     assert (f"3/3 cards introduced · recall today {recall} · 7 reviews · {lapses} · "
-            "quiz: 3 of 4 answers correct (75%)") in md
+            "quiz: 4 answers, mean score 75%") in md
     assert f"| 1 | MDP | open | 3/3 | {recall} | 7 | {mastery.lapses} | 75% (4) | mdp ✓ |" in md
     # lab evidence: the run, its headline numbers and its curves
     assert f"run `{RUN_ID}` · succeeded 2026-02-28 10:33 · took 3.5s · preset toy · 1 of 1 runs succeeded" in md
@@ -153,14 +153,14 @@ def test_populated_database_shows_mastery_evidence_and_timeline(populated):
     days = brief.timeline
     assert [d.reviews for d in days[:4]] == [3, 3, 1, 0]
     assert [d.new_cards for d in days[:4]] == [3, 0, 0, 0]
-    assert (days[1].quiz_answers, days[1].quiz_correct, days[1].sittings, days[1].passed) == (4, 3, 1, 0)
+    assert (days[1].quiz_answers, days[1].quiz_score, days[1].sittings, days[1].passed) == (4, 3.0, 1, 0)
     assert days[1].lab_runs == (("mdp", "succeeded"),) and days[2].lab_runs == (("td_learning", "failed"),)
     assert days[3].today and not days[3].future and days[4].future
     assert "| D2 | 2026-02-28 | 3 ████████████ | 0 | 3/4 | mdp succeeded |" in md
     assert "| D4 (today) | 2026-03-02 | 0 | 0 | — | — |" in md
     tot = brief.totals
-    assert (tot.introduced, tot.reviews, tot.quiz_answers, tot.quiz_correct, tot.lab_runs, tot.lab_succeeded) == (
-        3, 7, 4, 3, 2, 1)
+    assert (tot.introduced, tot.reviews, tot.card_reviews, tot.quiz_answers, tot.quiz_score, tot.lab_runs,
+            tot.lab_succeeded) == (3, 7, 7, 4, 0.75, 2, 1)
 
 
 def test_activity_after_day_14_gets_one_row(populated):

@@ -71,8 +71,9 @@ TEXT: dict[str, dict[str, str]] = {
         "title": "Personal technical brief — LLM post-training in 14 days",
         "generated": "Generated {when} ({zone}) · study day {day} of 14 · started {start}",
         "glance": "At a glance",
-        "cards_line": "Cards: {introduced} of {total} introduced · {reviews} review{reviews_s} · mean recall today {recall}",
-        "quiz_line": "Quizzes: {answers} answers, {accuracy} correct · {passed} of {quizzes} quizzes passed",
+        "cards_line": "Cards: {introduced} of {total} introduced · {reviews} review{reviews_s}{split} · mean recall today {recall}",
+        "reviews_split": " ({cards} of cards, {quiz} of missed quiz questions)",
+        "quiz_line": "Quizzes: {answers} answers, mean score {accuracy} · {passed} of {quizzes} quizzes passed",
         "lab_line": "Labs: {labs_ok} of {labs} labs run successfully · {ok} of {runs} recorded runs succeeded",
         "days_line": "Roadmap: {done} of 14 days done",
         "no_reviews": "No reviews yet — open `llmcore-tui` and review today's cards.",
@@ -85,7 +86,7 @@ TEXT: dict[str, dict[str, str]] = {
         "col_card": "Card", "col_difficulty": "Difficulty", "col_metric": "Metric", "col_value": "Value",
         "status_done": "done", "status_open": "open", "status_locked": "locked",
         "timeline": "Timeline: 14 days",
-        "timeline_note": "Reviews, new cards, quiz answers (correct/total) and lab runs per study day.",
+        "timeline_note": "Reviews, new cards, quiz answers (score/answers; a partly right answer counts in part) and lab runs per study day.",
         "later": "after day 14",
         "future": "(ahead)",
         "today": "(today)",
@@ -105,8 +106,8 @@ TEXT: dict[str, dict[str, str]] = {
         "goal": "Goal",
         "mastery_head": "Mastery",
         "mastery_line": "{introduced}/{total} cards introduced · recall today {recall} · {reviews} review{reviews_s} · {lapses} lapse{lapses_s}",
-        "quiz_acc": "quiz: {correct} of {answers} answers correct ({accuracy})",
-        "extra_quiz": "{name} quiz: {correct} of {answers} answers correct ({accuracy})",
+        "quiz_acc": "quiz: {answers} answer{answers_s}, mean score {accuracy}",
+        "extra_quiz": "{name} quiz: {answers} answer{answers_s}, mean score {accuracy}",
         "evidence": "Lab evidence",
         "ideas": "Key ideas",
         "no_cards_module": "no cards reviewed yet — review day {day}'s cards in `llmcore-tui`",
@@ -130,8 +131,9 @@ TEXT: dict[str, dict[str, str]] = {
         "title": "个人技术简报 —— 14 天掌握大模型后训练",
         "generated": "生成于 {when}（{zone}）· 第 {day}/14 天 · 开始于 {start}",
         "glance": "概览",
-        "cards_line": "卡片：已学 {introduced}/{total} 张 · 复习 {reviews} 次 · 今日平均记忆概率 {recall}",
-        "quiz_line": "测验：作答 {answers} 次，正确率 {accuracy} · 通过 {passed}/{quizzes} 个测验",
+        "cards_line": "卡片：已学 {introduced}/{total} 张 · 复习 {reviews} 次{split} · 今日平均记忆概率 {recall}",
+        "reviews_split": "（卡片 {cards} 次，答错的测验题 {quiz} 次）",
+        "quiz_line": "测验：作答 {answers} 次，平均得分 {accuracy} · 通过 {passed}/{quizzes} 个测验",
         "lab_line": "实验：{labs_ok}/{labs} 个实验已成功运行 · 记录的 {runs} 次运行中 {ok} 次成功",
         "days_line": "路线图：已完成 {done}/14 天",
         "no_reviews": "还没有复习记录 —— 打开 `llmcore-tui` 复习今天的卡片。",
@@ -144,7 +146,7 @@ TEXT: dict[str, dict[str, str]] = {
         "col_card": "卡片", "col_difficulty": "难度", "col_metric": "指标", "col_value": "数值",
         "status_done": "已完成", "status_open": "进行中", "status_locked": "未解锁",
         "timeline": "时间线：14 天",
-        "timeline_note": "每个学习日的复习次数、新卡片、测验作答（正确/总数）与实验运行。",
+        "timeline_note": "每个学习日的复习次数、新卡片、测验作答（得分/作答数，部分正确按比例计分）与实验运行。",
         "later": "第 14 天之后",
         "future": "（未到）",
         "today": "（今天）",
@@ -164,8 +166,8 @@ TEXT: dict[str, dict[str, str]] = {
         "goal": "目标",
         "mastery_head": "掌握情况",
         "mastery_line": "已学 {introduced}/{total} 张卡片 · 今日记忆概率 {recall} · 复习 {reviews} 次 · 遗忘 {lapses} 次",
-        "quiz_acc": "测验：{answers} 次作答中正确 {correct} 次（{accuracy}）",
-        "extra_quiz": "{name} 测验：{answers} 次作答中正确 {correct} 次（{accuracy}）",
+        "quiz_acc": "测验：作答 {answers} 次，平均得分 {accuracy}",
+        "extra_quiz": "{name} 测验：作答 {answers} 次，平均得分 {accuracy}",
         "evidence": "实验证据",
         "ideas": "核心要点",
         "no_cards_module": "还没有复习本模块的卡片 —— 在 `llmcore-tui` 中复习第 {day} 天的卡片",
@@ -288,7 +290,7 @@ class TimelineDay:
     reviews: int = 0
     new_cards: int = 0
     quiz_answers: int = 0
-    quiz_correct: int = 0
+    quiz_score: float = 0.0  # sum of the answers' scores (a partly right answer counts in part)
     sittings: int = 0
     passed: int = 0
     lab_runs: tuple[tuple[str, str], ...] = ()  # (lab, status) in start order
@@ -325,17 +327,23 @@ class Revisit:
 class Totals:
     cards: int
     introduced: int
-    reviews: int
+    reviews: int  # ratings in effect, of cards and of missed quiz questions: the timeline's sum
+    card_reviews: int  # of cards only: the mastery table's sum (stats.module_mastery)
     recall: float | None
     quiz_answers: int
-    quiz_correct: int
+    quiz_score: float | None  # mean answer score over all quizzes, as stats.module_mastery defines it
     quizzes: int  # modules with a quiz
     quizzes_passed: int
     lab_runs: int
     lab_succeeded: int
     labs: int
     labs_ok: int
-    days_done: int
+    days_done: int  # the roadmap's done days, day 14 counted done by this brief (see days_done)
+
+    @property
+    def quiz_reviews(self) -> int:
+        """Reviews of missed quiz questions (the SRS items a wrong answer creates)."""
+        return self.reviews - self.card_reviews
 
 
 @dataclass(frozen=True)
@@ -462,11 +470,11 @@ def _timeline(course: "Course", start: date, today: date, runs: list["RunRecord"
     dates = [start + timedelta(days=i) for i in range(PLAN_DAYS)]
     bounds = [day_bounds(d, hour, tz) for d in dates]
     lo, end = bounds[0][0], bounds[-1][1]
+    # the Stats screen's own count (valid reviews, same study-day bucketing), for days 1-14 and after
     reviews = stats.review_heatmap(course, PLAN_DAYS, dates[-1])
+    later_days = max((today - dates[-1]).days, 0)
+    later_reviews = sum(stats.review_heatmap(course, later_days, today).values()) if later_days else 0
     conn = course.store.conn
-    later_reviews = int(conn.execute(
-        "SELECT count(*) FROM reviews r WHERE r.reviewed_ts >= ? AND r.rating IS NOT NULL "
-        "AND r.id NOT IN (SELECT undoes FROM reviews WHERE undoes IS NOT NULL)", (end,)).fetchone()[0])
 
     def bucket(ts: float) -> int | None:
         if ts < lo:
@@ -480,17 +488,18 @@ def _timeline(course: "Course", start: date, today: date, runs: list["RunRecord"
 
     n = PLAN_DAYS + 1
     new = [0] * n
-    answers, correct, sittings, passed = [0] * n, [0] * n, [0] * n, [0] * n
+    answers, sittings, passed = [0] * n, [0] * n, [0] * n
+    scores = [0.0] * n
     labs: list[list[tuple[str, str]]] = [[] for _ in range(n)]
     for (ts,) in conn.execute("SELECT introduced_ts FROM srs_items WHERE kind = 'card' AND introduced_ts >= ?", (lo,)):
         i = bucket(ts)
         if i is not None:
             new[i] += 1
-    for ts, ok in conn.execute("SELECT attempted_ts, correct FROM quiz_attempts WHERE attempted_ts >= ?", (lo,)):
+    for ts, score in conn.execute("SELECT attempted_ts, score FROM quiz_attempts WHERE attempted_ts >= ?", (lo,)):
         i = bucket(ts)
         if i is not None:
             answers[i] += 1
-            correct[i] += int(ok or 0)
+            scores[i] += float(score or 0.0)
     for ts, ok in conn.execute("SELECT coalesce(finished_ts, started_ts), passed FROM quiz_sittings "
                                "WHERE coalesce(finished_ts, started_ts) >= ?", (lo,)):
         i = bucket(ts)
@@ -501,10 +510,10 @@ def _timeline(course: "Course", start: date, today: date, runs: list["RunRecord"
         i = bucket(run.started_ts)
         if i is not None:
             labs[i].append((run.lab, run.status))
-    days = [TimelineDay(i + 1, d, reviews.get(d, 0), new[i], answers[i], correct[i], sittings[i], passed[i],
+    days = [TimelineDay(i + 1, d, reviews.get(d, 0), new[i], answers[i], scores[i], sittings[i], passed[i],
                         tuple(labs[i]), today=d == today, future=d > today)
             for i, d in enumerate(dates)]
-    later = TimelineDay(None, None, later_reviews, new[-1], answers[-1], correct[-1], sittings[-1], passed[-1],
+    later = TimelineDay(None, None, later_reviews, new[-1], answers[-1], scores[-1], sittings[-1], passed[-1],
                         tuple(labs[-1]))
     if not later.empty:
         days.append(later)
@@ -594,23 +603,26 @@ def build_brief(course: "Course", lang: str = "en", now: float | None = None, we
     introduced = sum(mb.introduced for mb in modules)
     recall_sum = sum((mb.mastery.mean_retrievability * mb.mastery.introduced) for mb in modules if mb.mastery)
     answers = sum(m.quiz_attempts for m in mastery_list)
-    correct = round(sum((m.quiz_accuracy or 0.0) * m.quiz_attempts for m in mastery_list))
+    # the mean answer score over every quiz: module_mastery's quiz_accuracy weighted by answers
+    score = sum((m.quiz_accuracy or 0.0) * m.quiz_attempts for m in mastery_list) / answers if answers else None
+    timeline = _timeline(course, course.start_date, study, runs)
     passed_quizzes = {r[0] for r in course.store.conn.execute("SELECT DISTINCT module FROM quiz_sittings WHERE passed = 1")}
     all_labs = [ev for mb in modules for ev in mb.labs]
     totals = Totals(
         cards=sum(course.summary.totals.get(mb.module, 0) for mb in modules),
         introduced=introduced,
-        reviews=sum(m.reviews for m in mastery_list),
+        reviews=sum(d.reviews for d in timeline),
+        card_reviews=sum(m.reviews for m in mastery_list),
         recall=recall_sum / introduced if introduced else None,
         quiz_answers=answers,
-        quiz_correct=correct,
+        quiz_score=score,
         quizzes=len(quiz_modules),
         quizzes_passed=len(passed_quizzes & quiz_modules),
         lab_runs=len(runs),
         lab_succeeded=sum(1 for r in runs if r.status == "succeeded"),
         labs=len(all_labs),
         labs_ok=sum(1 for ev in all_labs if ev.run is not None),
-        days_done=sum(1 for s in statuses.values() if s.done),
+        days_done=days_done(statuses.values()),
     )
     notes = []
     if not introduced:
@@ -623,7 +635,21 @@ def build_brief(course: "Course", lang: str = "en", now: float | None = None, we
     local = datetime.fromtimestamp(now, tz)
     return Brief(lang, now, local.strftime("%Y-%m-%d %H:%M"), local.tzname() or str(tz), course.start_date, study,
                  roadmap.calendar_day(course.start_date, study), totals, tuple(modules), tuple(weak),
-                 tuple(revisit), weak_tags, _timeline(course, course.start_date, study, runs), tuple(notes), tz)
+                 tuple(revisit), weak_tags, timeline, tuple(notes), tz)
+
+
+def days_done(statuses: Any) -> int:
+    """Days of the roadmap done, as the brief counts them: the roadmap's own statuses, except
+    that day 14 whose only unmet criterion is the export counts as done, because the brief
+    being written *is* that export. So the first export (HTML or Markdown) and every later one
+    say the same, instead of the first one saying 13 and the next 14."""
+    done = 0
+    for s in statuses:
+        if s.done:
+            done += 1
+        elif s.day.module == "brief" and s.unlocked and all(c.met for c in s.criteria if c.name != "brief"):
+            done += 1
+    return done
 
 
 def _revisit_reasons(mb: ModuleBrief, threshold: float, lang: str) -> tuple[list[str], float]:
@@ -710,7 +736,7 @@ def _quiz_cell(brief: Brief, mb: ModuleBrief) -> str:
 
 
 def _timeline_quiz(d: TimelineDay) -> str:
-    return f"{d.quiz_correct}/{d.quiz_answers}" if d.quiz_answers else "—"
+    return f"{_num(round(d.quiz_score, 2))}/{d.quiz_answers}" if d.quiz_answers else "—"
 
 
 def _timeline_labs(d: TimelineDay) -> str:
@@ -794,10 +820,9 @@ def render_markdown(brief: Brief) -> str:
                       t("generated", when=brief.generated, zone=_md_plain(brief.zone), day=brief.calendar_day,
                         start=brief.start.isoformat()), ""]
     out += [f"## {t('glance')}", ""]
-    out.append("- " + t("cards_line", introduced=tot.introduced, total=tot.cards, reviews=tot.reviews,
-                        recall=_pct(tot.recall)))
+    out.append("- " + _cards_line(brief))
     out.append("- " + t("quiz_line", answers=tot.quiz_answers,
-                        accuracy=_pct(tot.quiz_correct / tot.quiz_answers if tot.quiz_answers else None),
+                        accuracy=_pct(tot.quiz_score),
                         passed=tot.quizzes_passed, quizzes=tot.quizzes))
     out.append("- " + t("lab_line", ok=tot.lab_succeeded, labs_ok=tot.labs_ok, labs=tot.labs, runs=tot.lab_runs))
     out.append("- " + t("days_line", done=tot.days_done))
@@ -881,17 +906,22 @@ def render_markdown(brief: Brief) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _cards_line(brief: Brief) -> str:
+    tot = brief.totals
+    split = _t(brief.lang, "reviews_split", cards=tot.card_reviews, quiz=tot.quiz_reviews) if tot.quiz_reviews else ""
+    return _t(brief.lang, "cards_line", introduced=tot.introduced, total=tot.cards, reviews=tot.reviews, split=split,
+              recall=_pct(tot.recall))
+
+
 def _mastery_text(brief: Brief, mb: ModuleBrief) -> str:
     lang = brief.lang
     m = mb.mastery
     text = _t(lang, "mastery_line", introduced=mb.introduced, total=m.cards_total if m else 0,
               recall=_pct(mb.recall), reviews=m.reviews if m else 0, lapses=m.lapses if m else 0)
     if m and m.quiz_attempts:
-        text += " · " + _t(lang, "quiz_acc", correct=round((m.quiz_accuracy or 0) * m.quiz_attempts),
-                           answers=m.quiz_attempts, accuracy=_pct(m.quiz_accuracy))
+        text += " · " + _t(lang, "quiz_acc", answers=m.quiz_attempts, accuracy=_pct(m.quiz_accuracy))
     for q in mb.extra_quizzes:
-        text += " · " + _t(lang, "extra_quiz", name=q.module, correct=round((q.accuracy or 0) * q.answers),
-                           answers=q.answers, accuracy=_pct(q.accuracy))
+        text += " · " + _t(lang, "extra_quiz", name=q.module, answers=q.answers, accuracy=_pct(q.accuracy))
     return text
 
 
@@ -1139,7 +1169,7 @@ def svg_timeline(brief: Brief) -> str:
         h_q = plot_h * d.quiz_answers / peak
         svg.rect(x + slot * 0.12, base - h_r, bw, h_r, "b-reviews", f"D{d.number}: {d.reviews} {t('legend_reviews')}")
         svg.rect(x + slot * 0.12 + bw, base - h_q, bw, h_q, "b-quiz",
-                 f"D{d.number}: {d.quiz_correct}/{d.quiz_answers} {t('legend_quiz')}")
+                 f"D{d.number}: {_timeline_quiz(d)} {t('legend_quiz')}")
         if d.reviews:
             svg.text(x + slot * 0.12 + bw / 2, base - h_r - 3, str(d.reviews), "val", "middle")
         if d.lab_runs:
@@ -1260,9 +1290,9 @@ def render_html(brief: Brief, mathml: bool | None = None) -> str:
         f"<h1>{_e(t('title'))}</h1>",
         f'<p class="meta">{_e(t("generated", when=brief.generated, zone=brief.zone, day=brief.calendar_day, start=brief.start.isoformat()))}</p>',
         f"<h2>{_e(t('glance'))}</h2><ul>",
-        f"<li>{_e(t('cards_line', introduced=tot.introduced, total=tot.cards, reviews=tot.reviews, recall=_pct(tot.recall)))}</li>",
+        f"<li>{_e(_cards_line(brief))}</li>",
         "<li>" + _e(t("quiz_line", answers=tot.quiz_answers,
-                      accuracy=_pct(tot.quiz_correct / tot.quiz_answers if tot.quiz_answers else None),
+                      accuracy=_pct(tot.quiz_score),
                       passed=tot.quizzes_passed, quizzes=tot.quizzes)) + "</li>",
         f"<li>{_e(t('lab_line', ok=tot.lab_succeeded, labs_ok=tot.labs_ok, labs=tot.labs, runs=tot.lab_runs))}</li>",
         f"<li>{_e(t('days_line', done=tot.days_done))}</li></ul>",

@@ -1,0 +1,94 @@
+"""Issue 17 item 6 (the brief's part): every figure of the brief has one definition, shared with
+``core/stats.py`` and the roadmap, and each is computed here a second way."""
+
+from __future__ import annotations
+
+from llmcore_tui.core import brief as B
+from llmcore_tui.core import stats
+from llmcore_tui.core.roadmap import BY_NUMBER, Criterion, DayStatus
+from llmcore_tui.core.srs import AGAIN, GOOD, NewItem
+from tests.conftest import FIXED_NOW
+from tests.test_brief import _populate
+
+DAY = 86400.0
+D1 = FIXED_NOW - 3 * DAY
+
+
+def _more_work(course) -> None:
+    """Reviews of a missed quiz question (an SRS item of kind quiz), one of them undone, and a
+    partly right quiz answer (score 0.5) next to the populated course's 3-of-4."""
+    _populate(course)
+    srs = course.srs
+    srs.rate(NewItem("mdp-q-3", "quiz", "mdp", 1), AGAIN, D1 + DAY + 1500)
+    srs.rate("mdp-q-3", GOOD, D1 + DAY + 1600)
+    srs.rate("mdp-q-3", GOOD, D1 + 2 * DAY + 50)
+    srs.undo(D1 + 2 * DAY + 51)
+    with course.store.transaction() as conn:
+        conn.execute("INSERT INTO quiz_attempts(sitting, question_id, module, day, answer, correct, score,"
+                     " attempted_ts) VALUES ('s2', 'td-q-0', 'td_learning', 2, 'a', 0, 0.5, ?)", (D1 + 2 * DAY + 300,))
+
+
+def _valid_reviews(course) -> int:
+    return course.store.conn.execute(
+        "SELECT count(*) FROM reviews WHERE rating IS NOT NULL "
+        "AND id NOT IN (SELECT undoes FROM reviews WHERE undoes IS NOT NULL)").fetchone()[0]
+
+
+def test_total_reviews_is_the_sum_of_the_timeline_and_of_its_parts(course):
+    _more_work(course)
+    brief = B.build_brief(course, "en")
+    tot = brief.totals
+    # way 1: the timeline's rows (stats.review_heatmap per study day); way 2: every rating in effect
+    assert tot.reviews == sum(d.reviews for d in brief.timeline) == _valid_reviews(course) == 9
+    # the cards' part is the mastery table's column (stats.module_mastery), the rest are quiz questions
+    mastery = stats.module_mastery(course)
+    assert tot.card_reviews == sum(m.reviews for m in mastery) == sum(
+        mb.mastery.reviews for mb in brief.modules if mb.mastery) == 7
+    assert tot.quiz_reviews == 2
+    # the Stats screen's heatmap over the same days gives the same per-day figures
+    heat = stats.review_heatmap(course, 14, brief.timeline[13].date)
+    assert [d.reviews for d in brief.timeline[:14]] == list(heat.values())
+    line = "Cards: 3 of 5 introduced · 9 reviews (7 of cards, 2 of missed quiz questions)"
+    assert line in B.render_markdown(brief) and line in B.render_html(brief, mathml=False)
+
+
+def test_quiz_score_is_the_mean_answer_score_of_module_mastery_and_of_the_timeline(course):
+    _more_work(course)
+    brief = B.build_brief(course, "en")
+    tot = brief.totals
+    mastery = {m.module: m for m in stats.module_mastery(course)}
+    assert mastery["td_learning"].quiz_accuracy == 0.5  # partial credit counts in part
+    # way 1: module_mastery's quiz_accuracy, weighted by answers; way 2: the timeline's score sums
+    weighted = sum(m.quiz_accuracy * m.quiz_attempts for m in mastery.values() if m.quiz_attempts)
+    assert tot.quiz_answers == sum(d.quiz_answers for d in brief.timeline) == 5
+    assert tot.quiz_score == weighted / 5 == sum(d.quiz_score for d in brief.timeline) / 5 == 0.7
+    md = B.render_markdown(brief)
+    assert "Quizzes: 5 answers, mean score 70%" in md
+    assert "quiz: 1 answer, mean score 50%" in md  # td_learning, as the Quiz screen shows a sitting
+    assert "| D3 | 2026-03-01 | 1 ██ | 0 | 0.5/1 |" in md
+
+
+def test_days_done_is_the_same_in_both_formats_the_brief_counting_as_exported(course, tmp_path):
+    # days 1-13 done; calendar day 14, whose only criterion is the export
+    course.store.set_setting("start_date", "2026-02-17")
+    course.store.set_setting("days_completed", {str(n): "2026-02-20" for n in range(1, 14)})
+    before = course.day_statuses()
+    assert sum(s.done for s in before) == 13 and before[13].unlocked and not before[13].done
+    html_brief = B.write_brief(course, tmp_path / "brief.html", "html")
+    md_brief = B.write_brief(course, tmp_path / "brief.md", "md")
+    assert html_brief.totals.days_done == md_brief.totals.days_done == 14
+    # way 2: the roadmap, now that the export is recorded
+    assert sum(s.done for s in course.day_statuses()) == 14
+    assert "Roadmap: 14 of 14 days done" in (tmp_path / "brief.html").read_text()
+    assert "Roadmap: 14 of 14 days done" in (tmp_path / "brief.md").read_text()
+
+
+def test_days_done_counts_day_14_only_when_the_export_is_all_it_lacks():
+    day14 = BY_NUMBER[14]
+    brief_only = DayStatus(day14, True, (Criterion("brief", False, "brief not exported yet"),))
+    assert B.days_done([brief_only]) == 1
+    other_unmet = DayStatus(day14, True, (Criterion("brief", False, ""), Criterion("quiz", False, "")))
+    assert B.days_done([other_unmet]) == 0
+    assert B.days_done([DayStatus(day14, False, (Criterion("brief", False, ""),))]) == 0  # locked
+    open_day = DayStatus(BY_NUMBER[3], True, (Criterion("lab", False, ""),))
+    assert B.days_done([open_day]) == 0
