@@ -152,3 +152,23 @@ def test_runs_lists_recorded_runs_newest_first(db):
     assert lines[2].split()[1] == "failed" and "LabFailure: the fake lab gave up" in lines[2]
     assert lines[3].split()[1] == "succeeded"
     assert invoke(db, "runs", "nope").exit_code == 2
+
+
+def test_run_files_go_beside_the_database_not_where_one_stands(tmp_path, monkeypatch):
+    """Issue 17 item 8: `--db` elsewhere takes the run files with it; `lab run` and `lab show` say where."""
+    root, stand, elsewhere = tmp_path / "root", tmp_path / "stand", tmp_path / "elsewhere"
+    for folder in (root, stand, elsewhere):
+        folder.mkdir()
+    monkeypatch.setattr(labruns, "default_root", lambda: root)
+    monkeypatch.setenv(labruns.COMMAND_ENV, f"{sys.executable} {FAKE}")
+    monkeypatch.chdir(stand)
+    db = elsewhere / "progress.db"
+    result = invoke(db, "run", "mdp", "--toy")
+    assert result.exit_code == 0, result.output
+    [run] = runs_in(db)
+    folder = elsewhere / "llmcore-output" / "labs" / run["id"]
+    assert (folder / "stderr.txt").is_file()
+    assert f"files: {folder}" in result.stdout
+    assert not (stand / "output").exists() and not (root / "output").exists()
+    shown = invoke(db, "show", run["id"]).stdout
+    assert f"files: {folder}\n" in shown

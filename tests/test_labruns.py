@@ -268,3 +268,27 @@ def test_stderr_and_the_resolved_config_are_kept(runner, store):
     stderr = (Path(labruns.get_run(store, handle.run_id).out_dir) / "stderr.txt").read_text()
     assert "RuntimeError: the fake lab crashed on purpose" in stderr
     assert json.loads(store.scalar("SELECT config_json FROM lab_runs WHERE id = ?", (handle.run_id,)))["mode"] == "crash"
+
+
+def test_runs_folder_is_beside_the_database_in_one_place(tmp_path, monkeypatch):
+    """Issue 17 item 8: run files (and the labs' model cache) live beside the database."""
+    monkeypatch.setattr(labruns, "default_root", lambda: tmp_path / "root")
+    monkeypatch.delenv(labruns.CHECKPOINTS_ENV, raising=False)
+    (tmp_path / "data").mkdir()
+    store = Store(tmp_path / "data" / "progress.db")
+    try:
+        assert labruns.runs_folder(store) == tmp_path / "data" / "llmcore-output" / "labs"
+        assert labruns.runs_folder(store, tmp_path / "chosen") == tmp_path / "chosen" / "output" / "labs"
+        runner = LabRunner(store, command=FAKE_COMMAND, grace_s=1.0)
+        handle = run_fake(runner)
+        assert handle.status == "succeeded"
+        assert handle.out_dir == tmp_path / "data" / "llmcore-output" / "labs" / handle.run_id
+        assert Path(labruns.get_run(store, handle.run_id).out_dir) == handle.out_dir
+        assert not (tmp_path / "root" / "output").exists()
+    finally:
+        store.close()
+    memory = Store(":memory:")
+    try:
+        assert labruns.runs_folder(memory) == (tmp_path / "root" / "output" / "labs").resolve()
+    finally:
+        memory.close()

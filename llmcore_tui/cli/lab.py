@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -253,6 +254,7 @@ def _report_end(handle: labruns.RunHandle, as_json: bool) -> int:
     if status == "rejected":
         typer.echo(f"error: {handle.error}", err=True)
         return EXIT_USAGE
+    typer.echo(f"files: {handle.out_dir}", err=as_json)  # beside the database (labruns.runs_folder)
     if status == "succeeded":
         if not as_json:
             typer.echo("summary:\n" + _table(["metric", "value"], [[k, v] for k, v in (handle.headline or {}).items()]))
@@ -292,7 +294,7 @@ def show(ctx: typer.Context, run_id: str = typer.Argument(..., help="a run id, o
     typer.echo(f"status: {run.status}{exit_code} · started {_when(run.started_ts)} · took {fmt_duration(run.duration_s)}")
     if run.error:
         typer.echo(f"error: {run.error}")
-    typer.echo(f"output: {run.out_dir}")
+    typer.echo(f"files: {run.out_dir}" + ("" if not run.out_dir or Path(run.out_dir).is_dir() else " (no longer there)"))
     typer.echo("config: " + ", ".join(f"{k}={fmt_value(v)}" for k, v in run.config.items()))
     if run.headline:
         typer.echo("headline:\n" + _table(["metric", "value"], [[k, v] for k, v in run.headline.items()]))

@@ -97,8 +97,12 @@ def check_assignments(assignments: Sequence[str]) -> list[str]:
     return checked
 
 
+RUNS_FOLDER = Path("llmcore-output") / "labs"  # beside the database
+CHECKPOINTS_ENV = "LLMCORE_LAB_CHECKPOINTS"  # the labs' SFT model cache (labs/_tinylm.py)
+
+
 def default_root() -> Path:
-    """Where labs run and write ``output/labs/<run-id>/``: the checkout, else the user data folder."""
+    """Where labs run (their working folder): the checkout, else the user data folder."""
     from llmcore_tui.core.course import checkout_root
 
     root = checkout_root()
@@ -107,6 +111,22 @@ def default_root() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("llmcore-tui"))
+
+
+def runs_folder(store: Store, root: Path | str | None = None) -> Path:
+    """The one place that decides where run files go: ``<runs folder>/<run-id>/`` holds a run's
+    ``events.jsonl``, ``stderr.txt`` and whatever the lab writes.
+
+    Beside the database: ``<db folder>/llmcore-output/labs/``, so that ``--db`` elsewhere takes
+    its runs with it and the folder one happens to stand in gets nothing. An explicit ``root``
+    (a test, a smoke run told where to work) keeps everything under ``<root>/output/labs/``; an
+    in-memory database has no folder, so its runs go under the default root's ``output/labs/``.
+    """
+    if root is not None:
+        return (Path(root) / "output" / "labs").resolve()
+    if str(store.path) != ":memory:":
+        return (Path(store.path).expanduser().resolve().parent / RUNS_FOLDER).resolve()
+    return (default_root() / "output" / "labs").resolve()
 
 
 def new_run_id(lab: str) -> str:
@@ -124,6 +144,7 @@ class LabRunner:
                  grace_s: float = DEFAULT_GRACE_S):
         self.store = store
         self.root = Path(root) if root is not None else default_root()
+        self.runs_dir = runs_folder(store, root)
         if command is None:
             env = os.environ.get(COMMAND_ENV)
             command = shlex.split(env) if env else [sys.executable, "-m", "labs"]
@@ -156,10 +177,13 @@ class LabRunner:
         if self.store.readonly:  # before any folder or process exists: nothing is left half-done
             raise ReadOnlyStoreError(self.store.readonly_message(f"a run of {lab}"))
         run_id = new_run_id(lab)
-        out_dir = (self.root / "output" / "labs" / run_id).resolve()
+        out_dir = self.runs_dir / run_id
         out_dir.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)  # the lab's working folder (the user data folder may be new)
         argv = self.argv(lab, toy, seed, assignments, device, out_dir)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # the labs' shared model cache lives with the runs too, not in the lab's working folder
+        env.setdefault(CHECKPOINTS_ENV, str(self.runs_dir / "_checkpoints"))
         env[PARENT_ENV] = str(os.getpid())
         requested = {"toy": toy, "seed": seed, "device": device, "set": list(assignments)}
         writer, owns_writer = _writer_for(self.store)
