@@ -172,3 +172,33 @@ def test_run_files_go_beside_the_database_not_where_one_stands(tmp_path, monkeyp
     assert not (stand / "output").exists() and not (root / "output").exists()
     shown = invoke(db, "show", run["id"]).stdout
     assert f"files: {folder}\n" in shown
+
+
+class _FakeInfo:
+    day = 5
+
+
+class _FakeHandle:
+    lab, preset, run_id, info = "sft", "toy", "sft-1", _FakeInfo()
+
+
+def test_progress_shows_only_the_current_steps_metrics(capsys):
+    """Issue 17 item 7: a sweep's second sub-run does not print the first one's eval score."""
+    reporter = lab_cli._Reporter(_FakeHandle())  # not a TTY here: a line every 10 %
+    reporter.event({"event": "start", "total_steps": 20})
+    for step in range(1, 11):  # sub-run 1: loss every step, an eval score at its end
+        reporter.event({"event": "metric", "step": step, "values": {"losses/loss": 3.0 - 0.1 * step}})
+        if step == 10:
+            reporter.event({"event": "metric", "step": step, "values": {"eval/gold_score": 0.5933}})
+        reporter.event({"event": "progress", "done": step, "total": 20})
+    for step in range(1, 11):  # sub-run 2 restarts its steps; its own eval comes at its end
+        reporter.event({"event": "metric", "step": step, "values": {"losses/loss": 3.5 - 0.1 * step}})
+        if step == 10:
+            reporter.event({"event": "metric", "step": step, "values": {"eval/gold_score": 0.02}})
+        reporter.event({"event": "progress", "done": 10 + step, "total": 20})
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("[")]
+    by_pct = {line.split("]")[0].strip(" ["): line for line in lines}
+    assert "eval/gold_score=0.5933" in by_pct["50%"] and "losses/loss=2" in by_pct["50%"]
+    for pct in ("60%", "70%", "80%", "90%"):
+        assert "gold_score" not in by_pct[pct] and "losses/loss=" in by_pct[pct], by_pct[pct]
+    assert "eval/gold_score=0.02" in by_pct["100%"]

@@ -125,6 +125,11 @@ class _Reporter:
         self.handle = handle
         self.early_stderr: list[str] | None = []  # held until the start event: a rejected run says it once
         self.last: dict[str, list[tuple[int, float | None]]] = {}
+        # the values of the current step: the metric events since the step last changed. A lab
+        # that runs several sub-runs (a sweep, masked then unmasked SFT) starts each one at a new
+        # step, so a metric of the previous sub-run is never shown as if it were this one's.
+        self.current: dict[str, float | None] = {}
+        self.current_step: Any = None
         self.shown_decile = -1
         self.progress = None
         self.task = None
@@ -143,8 +148,8 @@ class _Reporter:
             typer.echo(text, err=err)
 
     def metrics_line(self) -> str:
-        keys = labruns.informative_keys(self.last, 3)
-        return "  ".join(f"{k}={fmt_value(self.last[k][-1][1])}" for k in keys)
+        keys = labruns.informative_keys({k: self.last[k] for k in self.current}, 3)
+        return "  ".join(f"{k}={fmt_value(self.current[k])}" for k in keys)
 
     def event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -157,11 +162,15 @@ class _Reporter:
             if self.progress is not None:
                 self.progress.update(self.task, total=event.get("total_steps"))
         elif kind == "metric":
+            step = event.get("step", 0)
+            if step != self.current_step:
+                self.current, self.current_step = {}, step
             for key, value in (event.get("values") or {}).items():
                 if isinstance(value, (int, float)) or value is None:
                     history = self.last.setdefault(key, [])
                     history.append((event.get("step", 0), value))
                     del history[:-20]  # enough to tell a moving metric from a flat one
+                    self.current[key] = value
         elif kind == "progress":
             done, total = event.get("done", 0), event.get("total")
             if self.progress is not None:
