@@ -94,3 +94,14 @@ def test_the_shipped_content_follows_the_glossary():
     assert bad == []
     titles = "".join(v for t in deck.titles.values() for v in t.values())
     assert not [v for t in shipped() for v in t.variants if v in titles]
+
+
+def test_the_rule_reads_the_glossary_of_the_content_in_use(tmp_path, monkeypatch):
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "cards" / G.GLOSSARY_FILE).write_text(
+        "| English | 中文 | replaces | fine inside |\n|---|---|---|---|\n| agent | 智能体 | 代理 | 代理奖励 |\n",
+        encoding="utf-8")
+    monkeypatch.setenv("LLMCORE_CONTENT", str(tmp_path))
+    found = list(G.check_terms("代理学习；代理奖励；离策略。", "back.zh"))
+    assert [m.split(":")[0] for _, m in found] == ["'back.zh' uses '代理' for 'agent'"]
+    assert list(G.check_terms("代理学习", "back.en")) == []

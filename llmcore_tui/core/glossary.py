@@ -10,6 +10,7 @@ of the fourth column.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -75,15 +76,34 @@ def _load(path: str, mtime_ns: int) -> tuple[Term, ...]:
     return tuple(parse_glossary(Path(path).read_text(encoding="utf-8")))
 
 
-def shipped_terms() -> tuple[Term, ...]:
-    """The glossary of the course content in use (empty when there is none)."""
+@lru_cache(maxsize=4)
+def _glossary_path(content_env: str | None, cwd: str) -> Path | None:
     try:
         from llmcore_tui.core.course import content_root
 
-        path = content_root() / "cards" / GLOSSARY_FILE
-        return _load(str(path), path.stat().st_mtime_ns)
-    except (FileNotFoundError, OSError):
+        return content_root() / "cards" / GLOSSARY_FILE
+    except FileNotFoundError:
+        return None
+
+
+def shipped_terms() -> tuple[Term, ...]:
+    """The glossary of the course content in use (empty when there is none).
+
+    The content folder is resolved once per LLMCORE_CONTENT value and working folder, and the file
+    re-read only when it changes: the check runs on every section of the deck.
+    """
+    path = _glossary_path(os.environ.get("LLMCORE_CONTENT"), os.getcwd())
+    try:
+        return _load(str(path), path.stat().st_mtime_ns) if path else ()
+    except OSError:
         return ()
+
+
+@lru_cache(maxsize=4)
+def _pattern(terms: tuple[Term, ...]) -> re.Pattern[str] | None:
+    """One regex for every variant of ``terms`` (a fast first pass over a section)."""
+    variants = sorted({v for term in terms for v in term.variants}, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, variants))) if variants else None
 
 
 def _masked(text: str) -> str:
@@ -106,9 +126,10 @@ def _masked(text: str) -> str:
     return "".join(chars)
 
 
-def find_variants(text: str, terms: tuple[Term, ...] | list[Term]) -> Iterator[tuple[int, str, Term]]:
-    """(offset, variant, term) for every variant of ``terms`` in ``text``, outside math and code."""
-    plain = _masked(text)
+def find_variants(text: str, terms: tuple[Term, ...] | list[Term], plain: str | None = None) -> Iterator[tuple[int, str, Term]]:
+    """(offset, variant, term) for every variant of ``terms`` in ``text``, outside math and code
+    (``plain``: ``text`` already masked by the caller)."""
+    plain = _masked(text) if plain is None else plain
     for term in terms:
         covered: set[int] = set()
         for phrase in term.fine_inside:
@@ -120,9 +141,9 @@ def find_variants(text: str, terms: tuple[Term, ...] | list[Term]) -> Iterator[t
                     yield m.start(), variant, term
 
 
-def ascii_quotes(text: str) -> Iterator[int]:
+def ascii_quotes(text: str, plain: str | None = None) -> Iterator[int]:
     """Offsets of ASCII double quotes outside math and code."""
-    plain = _masked(text)
+    plain = _masked(text) if plain is None else plain
     return (m.start() for m in re.finditer('"', plain))
 
 
@@ -130,9 +151,14 @@ def check_terms(text: str, section: str, terms: tuple[Term, ...] | None = None) 
     """Section check: glossary variants and ASCII double quotes in Chinese sections."""
     if not section.endswith(".zh"):
         return
+    terms = tuple(shipped_terms() if terms is None else terms)
+    pattern = _pattern(terms)
+    if '"' not in text and (pattern is None or not pattern.search(text)):
+        return  # the common case: nothing to report, no need to mask math and code
+    plain = _masked(text)
     found = [(offset, f"{section!r} uses {variant!r} for {term.english!r}: write {term.chinese!r} "
                       f"(one term per concept, see cards/{GLOSSARY_FILE})")
-             for offset, variant, term in find_variants(text, shipped_terms() if terms is None else terms)]
+             for offset, variant, term in find_variants(text, terms, plain)]
     found += [(offset, f"{section!r} has an ASCII double quote: Chinese text quotes with “…”")
-              for offset in ascii_quotes(text)]
+              for offset in ascii_quotes(text, plain)]
     yield from sorted(found)
