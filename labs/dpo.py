@@ -1,12 +1,12 @@
-"""Direct preference optimisation (Rafailov et al., 2023) from the SFT model.
+"""Direct preference optimisation (Rafailov et al., 2023) from the SFT model, on its own mistakes.
 
 Given preference pairs (x, y_w, y_l), y_w preferred to y_l, DPO fits the policy directly, with
-no reward model and no sampling, through the loss
+no reward model and no sampling during training, through the loss
 
     L_DPO = - log sigma( beta * [ (log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x)) ] )
 
 where pi_ref is a frozen copy of the SFT model and log pi(y|x) sums the completion's token
-log-probabilities. The bracket is a difference of *implicit rewards*
+log-probabilities (through its <eos>). The bracket is a difference of *implicit rewards*
 
     r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x)),
 
@@ -14,19 +14,39 @@ the reward under which the policy is the optimum of the KL-regularised RL object
 max E[r] - beta * KL(pi || pi_ref). At the start pi = pi_ref, every implicit reward is 0
 and the loss is ln 2 = 0.693. beta sets the exchange rate between reward and KL: a small
 beta needs a large log-ratio to reach the same margin, so the policy drifts further from
-the reference; the lab's beta sweep measures that drift.
+the reference; the lab's beta sweep measures that drift (KL to the reference, same data,
+seed and steps for every beta).
 
-Pairs come from the task: for a prompt "435+5=", y_w = "440" (correct) and y_l = the answer
-with one digit changed (wrong). Held-out pairs use held-out prompts. Metrics: the loss, the
-implicit rewards of chosen and rejected, their margin, preference accuracy (the fraction of
-pairs with r(x, y_w) > r(x, y_l); ties count as wrong, so it starts at 0), the KL to the
-reference (the exact per-token KL summed along the policy's own samples) and the gold score
-of greedy answers. The default beta = 1 is large for DPO: at this scale and batch size it
-generalises best to held-out prompts; the sweep shows the smaller, more usual values.
+The pairs: on-policy negatives. For a prompt "435+5=", y_w = "440<eos>" (the correct answer)
+and y_l = a wrong answer *sampled from the SFT model itself* (``samples_per_prompt`` draws at
+``temperature``; the first wrong one is kept, so y_l ~ pi_ref(. | x, y wrong); prompts where
+every draw was right give no pair). We keep all of them, with no filter on the SFT model's
+own ranking: filtering on the quantity we measure would make the baseline low by
+construction. What matters is that these are the mistakes the model actually makes (a
+dropped last digit learnt from sloppy demonstrations, a carry gone wrong), so its own
+log-probs often rank them above the correct answer; hand-made negatives (one random digit
+changed, ``corrupt``) are a different matter: the SFT model already ranks ~97% of those
+correctly, so DPO on them has nothing to show. The lab measures both rankings.
+
+Held-out pairs are built the same way on the held-out prompts, and the headline compares, on
+the same pairs and in the same run:
+
+    before  the SFT model's ranking: the fraction with log pi_ref(y_w|x) > log pi_ref(y_l|x);
+    after   the DPO policy's implicit reward: the fraction with r(x, y_w) > r(x, y_l),
+            and the DPO policy's own ranking log pi(y_w|x) > log pi(y_l|x).
+
+Ties count one half (the chance level), never silently as right or wrong, and are counted in
+the headline: at pi = pi_ref every implicit reward is 0, so the implicit-reward accuracy of the
+untrained policy is exactly 0.5, not 0. The noise of an accuracy p on n pairs is the binomial
+std sqrt(p (1 - p) / n); the gain is reported in units of sqrt(var_before + var_after), an
+upper bound for paired measurements on the same pairs. Also measured: the gold score
+(exact match, greedy decoding, the held-out problems) before and after, and the KL to the
+reference (the exact per-token KL summed along the policy's own samples).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +57,7 @@ import torch.nn.functional as F
 
 from labs import _tinylm as tl
 from labs import sft
-from labs._runtime import LabFailure
+from labs._runtime import LabFailure, Range
 
 
 @dataclass
@@ -47,28 +67,35 @@ class Config:
     threads: int = 1
     sft_preset: str = "full"  # which SFT model to start from: "full" or "toy"
     sft_seed: int = 0
-    beta: float = 1.0  # large for a DPO run: these pairs are easy to tell apart (see the sweep for smaller)
+    beta: float = 1.0  # large for DPO, and the best here: the sweep shows smaller betas drift and lose gold
     lr: float = 3e-4
     warmup_steps: int = 10
     steps: int = 400
     batch_pairs: int = 128
-    train_pairs: int = 20000
-    heldout_pairs: int = 1000
+    train_prompts: int = 20000  # training prompts; each with a wrong sample gives one pair
+    heldout_prompts: int = 1000  # held-out prompts for the pairs, the gold score and the KL
+    samples_per_prompt: int = 4  # draws from the SFT model per prompt to find a wrong answer
+    temperature: float = 1.0  # of those draws
     eval_every: int = 50
-    kl_samples: int = 500  # held-out prompts sampled for the KL estimate
-    sweep_betas: tuple[float, ...] = (0.03, 0.1, 0.3, 3.0)  # extra runs: same data, seed and steps
+    sweep_betas: tuple[float, ...] = (0.03, 0.1, 0.3, 3.0)  # extra runs: same pairs, seed and steps
     sweep_steps: int = 200  # steps of each sweep run (a multiple of eval_every)
 
     def validate(self) -> None:
         sft.check_preset(self.sft_preset)
-        if self.beta <= 0 or any(b <= 0 for b in self.sweep_betas):
-            raise ValueError("beta must be positive")
         if self.sweep_betas and (self.sweep_steps > self.steps or self.sweep_steps % self.eval_every):
             raise ValueError("sweep_steps must be a multiple of eval_every and at most steps")
 
 
-TOY = {"sft_preset": "toy", "steps": 100, "train_pairs": 8000, "heldout_pairs": 300, "eval_every": 25,
-       "kl_samples": 300, "sweep_betas": (0.03, 0.3), "sweep_steps": 50}
+LIMITS = {
+    "seed": Range(0), "threads": Range(1), "sft_seed": Range(0),
+    "beta": Range(0, low_open=True), "lr": Range(0, low_open=True), "warmup_steps": Range(0),
+    "steps": Range(1), "batch_pairs": Range(1), "train_prompts": Range(1), "heldout_prompts": Range(1),
+    "samples_per_prompt": Range(1), "temperature": Range(0, low_open=True), "eval_every": Range(1),
+    "sweep_betas": Range(0, low_open=True, may_be_empty=True), "sweep_steps": Range(1),
+}
+
+TOY = {"sft_preset": "toy", "steps": 100, "train_prompts": 3000, "samples_per_prompt": 2, "eval_every": 50,
+       "sweep_betas": (0.1, 3.0), "sweep_steps": 50}
 
 
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
@@ -86,6 +113,17 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     return loss, chosen_rewards.detach(), rejected_rewards.detach()
 
 
+def pairwise_accuracy(score_w: torch.Tensor, score_l: torch.Tensor) -> tuple[float, int]:
+    """Fraction of pairs with score_w > score_l, a tie counting one half; and the number of ties."""
+    wins, ties = (score_w > score_l).float(), (score_w == score_l).float()
+    return float((wins + 0.5 * ties).mean()), int(ties.sum())
+
+
+def binomial_std(p: float, n: int) -> float:
+    """The standard deviation of an accuracy p measured on n independent pairs."""
+    return math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
+
+
 def corrupt(answer: str, rng: random.Random) -> str:
     """A wrong answer: ``answer`` with one digit replaced by a different digit (no leading zero)."""
     i = rng.randrange(len(answer))
@@ -93,20 +131,44 @@ def corrupt(answer: str, rng: random.Random) -> str:
     return answer[:i] + rng.choice(choices) + answer[i + 1 :]
 
 
-def make_pairs(task: tl.AdditionTask, problems: list[tl.Problem], rng: random.Random,
-               device: str) -> dict[str, Any]:
-    """Prompts, chosen (correct) and rejected (one digit wrong) completions as id tensors."""
+@torch.no_grad()
+def on_policy_pairs(model: torch.nn.Module, task: tl.AdditionTask, problems: list[tl.Problem], k: int,
+                    temperature: float, gen: torch.Generator, device: str, chunk: int = 2000) -> dict[str, Any]:
+    """Pairs (correct answer, the model's first wrong sample of ``k``) for the prompts that have one.
+
+    The rejected completions are the sampled token ids themselves (<eos>, then <pad>), so their
+    log-probs are those of exactly what the model wrote, unfinished answers included.
+    """
     width = task.answer_len + 1
-    return {
-        "problems": problems,
-        "prompts": tl.encode_prompts(task, problems, device),
-        "chosen": tl.encode_completions([task.answer(p) for p in problems], width, device),
-        "rejected": tl.encode_completions([corrupt(task.answer(p), rng) for p in problems], width, device),
-    }
+    kept, rejected = [], []
+    for i in range(0, len(problems), chunk):
+        part = problems[i : i + chunk]
+        prompts = tl.encode_prompts(task, part, device).repeat(k, 1)  # draw j of prompt p at row j*len + p
+        samples = tl.generate(model, prompts, width, temperature=temperature, generator=gen)
+        wrong = (tl.gold_scores(task, part * k, samples) == 0).view(k, len(part))
+        first = wrong.float().argmax(0)  # index of the first wrong draw (0 if none: masked below)
+        has = wrong.any(0)
+        rows = (first * len(part) + torch.arange(len(part), device=device))[has]
+        kept += [p for p, h in zip(part, has.tolist()) if h]
+        rejected.append(samples[rows])
+    if not kept:
+        raise LabFailure("the SFT model got every sampled answer right: no on-policy negatives to learn from")
+    return {"problems": kept, "prompts": tl.encode_prompts(task, kept, device),
+            "chosen": tl.encode_completions([task.answer(p) for p in kept], width, device),
+            "rejected": torch.cat(rejected)}
+
+
+def corrupted_pairs(task: tl.AdditionTask, problems: list[tl.Problem], rng: random.Random,
+                    device: str) -> dict[str, Any]:
+    """The hand-made contrast: chosen correct, rejected one digit changed (``corrupt``)."""
+    width = task.answer_len + 1
+    return {"problems": problems, "prompts": tl.encode_prompts(task, problems, device),
+            "chosen": tl.encode_completions([task.answer(p) for p in problems], width, device),
+            "rejected": tl.encode_completions([corrupt(task.answer(p), rng) for p in problems], width, device)}
 
 
 @torch.no_grad()
-def pair_logps(model: torch.nn.Module, pairs: dict[str, Any], chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_logps(model: torch.nn.Module, pairs: dict[str, Any], chunk: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequence log-probs of every pair's chosen and rejected completion under ``model``."""
     chosen, rejected = [], []
     for i in range(0, pairs["prompts"].shape[0], chunk):
@@ -118,19 +180,21 @@ def pair_logps(model: torch.nn.Module, pairs: dict[str, Any], chunk: int = 1000)
 
 @torch.no_grad()
 def evaluate(policy: torch.nn.Module, ref: torch.nn.Module, heldout: dict[str, Any], ref_logps: tuple,
-             task: tl.AdditionTask, kl_problems: list[tl.Problem], cfg: Config, beta: float) -> dict[str, float]:
+             task: tl.AdditionTask, problems: list[tl.Problem], cfg: Config, beta: float) -> dict[str, float]:
+    """Held-out DPO loss, implicit-reward and log-prob rankings, margin, KL to pi_ref, gold score."""
     policy.eval()
     chosen, rejected = pair_logps(policy, heldout)
     loss, r_w, r_l = dpo_loss(chosen, rejected, ref_logps[0], ref_logps[1], beta)
+    reward_acc, reward_ties = pairwise_accuracy(r_w, r_l)
+    logp_acc, _ = pairwise_accuracy(chosen, rejected)
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 1)
     out = {
-        "loss": float(loss),
-        "preference_accuracy": float((r_w > r_l).float().mean()),
-        "margin": float((r_w - r_l).mean()),
-        "chosen_reward": float(r_w.mean()),
-        "rejected_reward": float(r_l.mean()),
-        "kl_to_ref": tl.kl_to_reference(policy, ref, task, kl_problems, cfg.device, gen),
-        "gold_score": tl.pass_rate(policy, task, task.eval_set(len(heldout["problems"])), cfg.device),
+        "loss": float(loss), "preference_accuracy": reward_acc, "reward_ties": reward_ties,
+        "logp_accuracy": logp_acc, "margin": float((r_w - r_l).mean()),
+        "chosen_reward": float(r_w.mean()), "rejected_reward": float(r_l.mean()),
+        "chosen_logp": float(chosen.mean()), "rejected_logp": float(rejected.mean()),
+        "kl_to_ref": tl.kl_to_reference(policy, ref, task, problems, cfg.device, gen),
+        "gold_score": tl.pass_rate(policy, task, problems, cfg.device),
     }
     policy.train()
     return out
@@ -148,7 +212,7 @@ def train_dpo(cfg: Config, sft_model: torch.nn.Module, ref: torch.nn.Module, tas
     opt, sched = tl.make_optimizer(policy.parameters(), cfg.lr, cfg.warmup_steps)
     rng = torch.Generator().manual_seed(cfg.seed)
     n = train["prompts"].shape[0]
-    kl_problems = task.eval_set(cfg.kl_samples)
+    problems = task.eval_set(cfg.heldout_prompts)
     history: dict[int, dict[str, float]] = {}
     for step in range(1, steps + 1):
         idx = torch.randint(0, n, (cfg.batch_pairs,), generator=rng).to(cfg.device)
@@ -165,17 +229,15 @@ def train_dpo(cfg: Config, sft_model: torch.nn.Module, ref: torch.nn.Module, tas
         opt.step()
         sched.step()
         if step % cfg.eval_every == 0 or step == steps:
-            history[step] = evaluate(policy, ref, heldout, heldout_ref, task, kl_problems, cfg, beta)
+            history[step] = ev = evaluate(policy, ref, heldout, heldout_ref, task, problems, cfg, beta)
             if emit is not None:
-                ev = history[step]
                 emit.metric(step, **{
                     "losses/dpo": float(loss.detach()), "rewards/chosen": float(r_w.mean()),
                     "rewards/rejected": float(r_l.mean()), "rewards/margin": float((r_w - r_l).mean()),
-                    "rewards/accuracy": float((r_w > r_l).float().mean()),
-                    "eval/loss": ev["loss"], "eval/preference_accuracy": ev["preference_accuracy"],
-                    "eval/margin": ev["margin"], "eval/chosen_reward": ev["chosen_reward"],
-                    "eval/rejected_reward": ev["rejected_reward"], "eval/kl_to_ref": ev["kl_to_ref"],
-                    "eval/gold_score": ev["gold_score"]})
+                    "rewards/accuracy": pairwise_accuracy(r_w, r_l)[0],
+                    **{f"eval/{k}": ev[k] for k in ("loss", "preference_accuracy", "logp_accuracy", "margin",
+                                                     "chosen_reward", "rejected_reward", "chosen_logp",
+                                                     "rejected_logp", "kl_to_ref", "gold_score")}})
                 emit.progress(step)
     return policy.eval(), history
 
@@ -191,59 +253,79 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
     ref = tl.frozen_copy(sft_model)
     torch.manual_seed(cfg.seed)
 
-    rng = random.Random(cfg.seed)
-    train = make_pairs(task, task.sample(rng, cfg.train_pairs), rng, cfg.device)
-    heldout = make_pairs(task, task.eval_set(cfg.heldout_pairs), random.Random(cfg.seed + 7), cfg.device)
-    example = heldout["problems"][0]
-    emit.log(f"{cfg.train_pairs} training pairs, {len(heldout['problems'])} held-out pairs (held-out prompts); e.g. "
-             f"{task.prompt(example)} chosen {task.answer(example)!r} rejected "
-             f"{tl.TOKENIZER.decode(heldout['rejected'][0].tolist())[0]!r}")
+    # -- the data: the SFT model's own wrong answers against the correct ones --------------------
+    gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
+    train_problems = task.sample(random.Random(cfg.seed), cfg.train_prompts)
+    problems = task.eval_set(cfg.heldout_prompts)
+    train = on_policy_pairs(ref, task, train_problems, cfg.samples_per_prompt, cfg.temperature, gen, cfg.device)
+    held_gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 10_000)  # independent of train_prompts
+    heldout = on_policy_pairs(ref, task, problems, cfg.samples_per_prompt, cfg.temperature, held_gen, cfg.device)
+    n_train, n_held = len(train["problems"]), len(heldout["problems"])
+    i = next((j for j, p in enumerate(heldout["problems"]) if len(task.answer(p)) == 3), 0)
+    emit.log(f"{n_train} training pairs from {cfg.train_prompts} prompts, {n_held} held-out pairs from "
+             f"{len(problems)} held-out prompts (prompts with a wrong answer among {cfg.samples_per_prompt} "
+             f"samples at T={cfg.temperature}); e.g. {task.prompt(heldout['problems'][i])} chosen "
+             f"{task.answer(heldout['problems'][i])!r}, rejected (sampled) "
+             f"{tl.TOKENIZER.decode(heldout['rejected'][i].tolist())[0]!r}")
     train_ref, heldout_ref = pair_logps(ref, train), pair_logps(ref, heldout)
     emit.log("reference log-probs computed once: pi_ref is frozen, so they never change")
 
-    kl_problems = task.eval_set(cfg.kl_samples)
-    before = evaluate(ref, ref, heldout, heldout_ref, task, kl_problems, cfg, cfg.beta)
-    emit.metric(0, **{"eval/loss": before["loss"], "eval/preference_accuracy": before["preference_accuracy"],
-                      "eval/margin": before["margin"], "eval/kl_to_ref": before["kl_to_ref"],
-                      "eval/gold_score": before["gold_score"]})
-    emit.log(f"policy = reference: loss {before['loss']:.4f} (ln 2 = 0.6931), every implicit reward 0")
-    logp_acc_before = float((heldout_ref[0] > heldout_ref[1]).float().mean())
+    # -- the baseline, in this run: how well does the SFT model rank these pairs already? -------
+    sft_acc, sft_ties = pairwise_accuracy(*heldout_ref)
+    contrast = corrupted_pairs(task, problems, random.Random(cfg.seed + 7), cfg.device)
+    corrupt_acc, _ = pairwise_accuracy(*pair_logps(ref, contrast))
+    emit.log(f"SFT log-prob ranking: {sft_acc:.3f} of the held-out on-policy pairs right "
+             f"(but {corrupt_acc:.3f} of one-digit corruptions of the same prompts: those teach nothing)")
+    before = evaluate(ref, ref, heldout, heldout_ref, task, problems, cfg, cfg.beta)
+    emit.metric(0, **{f"eval/{k}": before[k] for k in ("loss", "preference_accuracy", "logp_accuracy", "margin",
+                                                        "chosen_logp", "rejected_logp", "kl_to_ref", "gold_score")})
+    emit.log(f"policy = reference: loss {before['loss']:.4f} (ln 2 = 0.6931), every implicit reward 0 "
+             f"({before['reward_ties']} ties of {n_held}, each counted 1/2: accuracy {before['preference_accuracy']:.2f})")
 
+    # -- DPO at the default beta -----------------------------------------------------------------
     policy, history = train_dpo(cfg, sft_model, ref, task, cfg.beta, cfg.steps, train, train_ref, heldout,
                                 heldout_ref, emit=emit)
     after = history[cfg.steps]
-    chosen, rejected = pair_logps(policy, heldout)
-    logp_acc_after = float((chosen > rejected).float().mean())
-    emit.log(f"held-out preference accuracy {after['preference_accuracy']:.3f}, margin {after['margin']:.3f}, "
-             f"KL to reference {after['kl_to_ref']:.3f} nats; gold score {before['gold_score']:.3f} -> "
-             f"{after['gold_score']:.3f}")
-    if not after["preference_accuracy"] > 0.5:
-        raise LabFailure(f"DPO did not learn the preferences: held-out accuracy {after['preference_accuracy']:.3f}")
+    gain = after["preference_accuracy"] - sft_acc
+    noise = math.hypot(binomial_std(sft_acc, n_held), binomial_std(after["preference_accuracy"], n_held))
+    emit.log(f"held-out preference accuracy: SFT ranking {sft_acc:.3f} -> DPO implicit reward "
+             f"{after['preference_accuracy']:.3f} (policy's own ranking {after['logp_accuracy']:.3f}); gain "
+             f"{gain:+.3f} = {gain / noise:.1f} binomial std ({noise:.3f} on {n_held} pairs)")
+    emit.log(f"gold score {before['gold_score']:.3f} -> {after['gold_score']:.3f}, KL to reference "
+             f"{after['kl_to_ref']:.3f} nats")
+    if not gain > 2 * noise:
+        raise LabFailure(f"DPO did not beat the SFT model's own ranking: {sft_acc:.3f} -> "
+                         f"{after['preference_accuracy']:.3f} (noise {noise:.3f})")
     tl.save_model(out_dir / "dpo_policy.pt", policy, {"beta": cfg.beta, "steps": cfg.steps})
 
     headline = {
-        "preference_accuracy": after["preference_accuracy"], "reward_margin": after["margin"],
-        "chosen_reward": after["chosen_reward"], "rejected_reward": after["rejected_reward"],
-        "kl_to_ref": after["kl_to_ref"], "loss": after["loss"],
+        "heldout_pairs": n_held, "train_pairs": n_train,
+        "preference_accuracy_sft": sft_acc, "preference_accuracy_dpo": after["preference_accuracy"],
+        "preference_accuracy_gain": gain, "accuracy_noise_std": noise, "gain_over_noise": gain / noise,
+        "logp_accuracy_dpo": after["logp_accuracy"], "ties_sft": sft_ties, "ties_dpo": after["reward_ties"],
+        "sft_accuracy_on_corrupted": corrupt_acc,
         "gold_score_before": before["gold_score"], "gold_score_after": after["gold_score"],
-        "logp_preference_accuracy_before": logp_acc_before, "logp_preference_accuracy_after": logp_acc_after,
+        "kl_to_ref": after["kl_to_ref"], "reward_margin": after["margin"], "loss": after["loss"],
+        "chosen_reward": after["chosen_reward"], "rejected_reward": after["rejected_reward"],
+        "chosen_logp_before": before["chosen_logp"], "chosen_logp_after": after["chosen_logp"],
     }
+
+    # -- the beta sweep: same pairs, batches and steps; how far does each beta drift? -------------
     if cfg.sweep_betas:
-        columns = ["beta", "steps", "preference_accuracy", "margin", "kl_to_ref", "gold_score"]
+        columns = ["beta", "steps", "preference_accuracy", "logp_accuracy", "margin", "kl_to_ref", "gold_score"]
+        keys = columns[2:]
         at = history[cfg.sweep_steps]
-        rows = [[cfg.beta, cfg.sweep_steps, at["preference_accuracy"], at["margin"], at["kl_to_ref"], at["gold_score"]]]
-        for i, beta in enumerate(cfg.sweep_betas):
+        rows = [[cfg.beta, cfg.sweep_steps, *(at[k] for k in keys)]]
+        for j, beta in enumerate(cfg.sweep_betas):
             emit.log(f"beta sweep: beta={beta}, {cfg.sweep_steps} steps from the same SFT model on the same batches")
             _, sweep = train_dpo(cfg, sft_model, ref, task, beta, cfg.sweep_steps, train, train_ref, heldout,
                                  heldout_ref)
-            res = sweep[cfg.sweep_steps]
-            rows.append([beta, cfg.sweep_steps, res["preference_accuracy"], res["margin"], res["kl_to_ref"],
-                         res["gold_score"]])
-            emit.progress(cfg.steps + (i + 1) * cfg.sweep_steps)
+            rows.append([beta, cfg.sweep_steps, *(sweep[cfg.sweep_steps][k] for k in keys)])
+            emit.progress(cfg.steps + (j + 1) * cfg.sweep_steps)
         rows.sort(key=lambda r: r[0])
         emit.table("beta_sweep", columns, rows)
         emit.log("beta is the price of drift: the smaller it is, the further the policy moves from the reference "
                  "to buy the same preference margin (read kl_to_ref down the table)")
-        headline["sweep_kl_smallest_beta"] = rows[0][4]
-        headline["sweep_kl_largest_beta"] = rows[-1][4]
+        headline["sweep_kl_smallest_beta"] = rows[0][columns.index("kl_to_ref")]
+        headline["sweep_kl_largest_beta"] = rows[-1][columns.index("kl_to_ref")]
     emit.summary(headline, artifacts=["dpo_policy.pt"])
