@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -60,6 +61,87 @@ class LiveRun:
     total: int | None = None
     done: int = 0
     headline: dict[str, Any] | None = None
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """The q-quantile of sorted values, linearly interpolated."""
+    pos = q * (len(sorted_values) - 1)
+    i = int(pos)
+    j = min(i + 1, len(sorted_values) - 1)
+    return sorted_values[i] + (sorted_values[j] - sorted_values[i]) * (pos - i)
+
+
+ROBUST_Q = 0.05  # the y range a chart keeps when a few points would flatten the rest ...
+ROBUST_STRETCH = 3.0  # ... i.e. when the full range is this many times the 5th-95th percentile range
+
+
+def robust_ylim(values: list[float]) -> tuple[float, float] | None:
+    """A y range for a chart whose few extreme points (the first episodes of a cliff walk at
+    -1,784 where the rest sit near -25..-50) would squash every other point into one line: the
+    5th-95th percentile range, padded by a tenth, widened to the real extremes where they are
+    close. None when the full range is fine (less than ``ROBUST_STRETCH`` times that range)."""
+    finite = sorted(v for v in values if v is not None and v == v and abs(v) != float("inf"))
+    if len(finite) < 20:
+        return None
+    lo, hi = _quantile(finite, ROBUST_Q), _quantile(finite, 1 - ROBUST_Q)
+    span = hi - lo
+    full = finite[-1] - finite[0]
+    if span <= 0 or full <= ROBUST_STRETCH * span:
+        return None
+    pad = 0.1 * span
+    low = finite[0] if finite[0] >= lo - pad else lo - pad
+    high = finite[-1] if finite[-1] <= hi + pad else hi + pad
+    return low, high
+
+
+def _wrap_name(name: str, width: int = 10) -> str:
+    """A long column name broken after ``_`` or ``/`` onto lines of about ``width`` characters."""
+    if len(name) <= width:
+        return name
+    parts, part = [], ""
+    for ch in name:
+        part += ch
+        if ch in "_/":
+            parts.append(part)
+            part = ""
+    parts.append(part)
+    lines, line = [], ""
+    for part in parts:
+        if line and len(line) + len(part) > max(width, max(len(p) for p in parts)):
+            lines.append(line)
+            line = ""
+        line += part
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def lab_table(name: str, columns: list[Any], rows: list[list[Any]], width: int | None = None) -> Table:
+    """A lab's table whose column names stay whole at ``width``: boxed, each column as wide as
+    its name, when that fits; else long names wrap after ``_`` or ``/`` and the columns are
+    separated by one space instead of a box. Cells that still do not fit fold; nothing is cut
+    to "…"."""
+    cells = [[fmt_value(c) for c in row] for row in rows]
+    heads = [str(c) for c in columns]
+
+    def name_width(head: str) -> int:
+        return max(len(p) for p in head.split("\n")) if head else 0
+
+    def needed(names: list[str], per_column: int, with_cells: bool = True) -> int:
+        widths = [max([name_width(h)] + ([len(r[i]) for r in cells if i < len(r)] if with_cells else []))
+                  for i, h in enumerate(names)]
+        return sum(widths) + per_column * len(names) + 1
+
+    if width is None or needed(heads, 3) <= width:
+        table = Table(title=name, title_justify="left", padding=(0, 1))
+    else:
+        heads = [_wrap_name(h) for h in heads]
+        table = Table(title=name, title_justify="left", padding=(0, 0), box=box.SIMPLE_HEAD, show_edge=False)
+    keep_names = width is None or needed(heads, 1, with_cells=False) <= width
+    for head in heads:
+        table.add_column(head, overflow="fold", min_width=name_width(head) if keep_names else None)
+    for row in cells:
+        table.add_row(*row)
+    return table
 
 
 def _thin(points: list[tuple[int, float | None]]) -> tuple[list[int], list[float]]:
@@ -117,6 +199,8 @@ class LabsScreen(Screen):
         self.chart_offset = 0
         self.shown_run: str | None = None  # the run in the panel (a live or a recorded one)
         self.compared: list[str] = []  # run ids overlaid on the charts by `x`
+        self.shown_lab: str | None = None  # whose run (or empty view) is on screen
+        self.clipped: dict[str, tuple[float, float]] = {}  # chart key -> the robust y range drawn
         self._dirty = False
 
     # -- layout ---------------------------------------------------------------------------
@@ -227,6 +311,30 @@ class LabsScreen(Screen):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "labs-table":
             self.refresh_runs()
+            self.follow_selection()
+        elif event.data_table.id == "labs-runs" and event.data_table.has_focus:
+            run_id = event.row_key.value
+            if run_id is not None and run_id != self.shown_run:
+                self.show_run(run_id)
+
+    def follow_selection(self) -> None:
+        """Selecting a lab shows its latest run at once (headline, tables, curves), whether it
+        ran here, from the CLI or in an earlier session; the lab running here shows live."""
+        lab = self.selected_lab()
+        if lab is None or lab == self.shown_lab:
+            return
+        live = self.live
+        if live is not None and live.lab == lab and (self.active is not None or self.launching is not None):
+            self._show_live()
+            return
+        runs = labruns.list_runs(self.course.store, lab, limit=1)
+        if runs:
+            self.show_run(runs[0].id)
+        else:
+            self._reset_view(f"[b]{lab}[/b]: no run yet. [b]t[/b] or [b]enter[/b] runs its toy preset, "
+                             "[b]f[/b] the full one.")
+            self.query_one("#labs-progress", ProgressBar).display = False
+            self.shown_lab = lab
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "labs-table":
@@ -254,6 +362,7 @@ class LabsScreen(Screen):
         self.launching = lab
         self._inbox.clear()
         self.live = LiveRun(lab, preset)
+        self.shown_lab = lab
         self._show_live()
         self.query_one("#labs-run-title", Static).update(f"[b]{lab}[/b] ({preset}) · starting …")
         self.refresh_bindings()
@@ -277,6 +386,10 @@ class LabsScreen(Screen):
         handle = message.handle
         self.active = self.last_handle = handle
         self.launching = None
+        if self.live is not None and self.live.lab == handle.lab:
+            self.live.log.appendleft(Text(f"files: {handle.out_dir}", style="dim"))
+            if self.showing_live:
+                self.query_one("#labs-log", RichLog).write(Text(f"files: {handle.out_dir}", style="dim"))
         if self.showing_live:
             self.shown_run = handle.run_id
             self._set_title(handle.lab, handle.preset, handle.run_id, "running")
@@ -352,9 +465,7 @@ class LabsScreen(Screen):
         live.log.extend(written)
         if not self.showing_live:
             return
-        log = self.query_one("#labs-log", RichLog)
-        for renderable in written:
-            log.write(renderable)
+        self._write_log(written)
         self.query_one("#labs-progress", ProgressBar).update(total=live.total, progress=live.done)
         if summary:
             self._show_headline(live.headline or {})
@@ -375,20 +486,31 @@ class LabsScreen(Screen):
             return Text(f"error: {event.get('message')}", style="bold red")
         return None
 
+    def _write_log(self, renderables: list[Any]) -> None:
+        """Append to the log; a table is shown from its title and header, not scrolled past
+        to its last rows (the log follows the end again with the next batch)."""
+        log = self.query_one("#labs-log", RichLog)
+        table_start: int | None = None
+        for renderable in renderables:
+            if isinstance(renderable, Table) and table_start is None:
+                table_start = len(log.lines)
+            log.write(renderable, scroll_end=False if table_start is not None else None)
+        if table_start is not None:
+            log.scroll_to(y=table_start, animate=False)
+
     def _show_live(self) -> None:
         live = self.live
         if live is None:
             return
         self._reset_view("")
         self.showing_live = True
+        self.shown_lab = live.lab
         self.series = live.series
         handle = self.active or self.last_handle
         if handle is not None and handle.lab == live.lab and self.launching is None:
             self.shown_run = handle.run_id
             self._set_title(handle.lab, handle.preset, handle.run_id, handle.status, handle.error)
-        log = self.query_one("#labs-log", RichLog)
-        for renderable in live.log:
-            log.write(renderable)
+        self._write_log(list(live.log))
         bar = self.query_one("#labs-progress", ProgressBar)
         bar.display = True
         bar.update(total=live.total, progress=live.done)
@@ -432,14 +554,10 @@ class LabsScreen(Screen):
         panel.update(renderable)
         panel.display = True
 
-    @staticmethod
-    def _rich_table(name: str, columns: list[Any], rows: list[list[Any]]) -> Table:
-        table = Table(title=name, title_justify="left", padding=(0, 1))
-        for column in columns:
-            table.add_column(str(column))
-        for row in rows:
-            table.add_row(*(fmt_value(c) for c in row))
-        return table
+    def _rich_table(self, name: str, columns: list[Any], rows: list[list[Any]]) -> Table:
+        log = self.query_one("#labs-log", RichLog)
+        width = log.scrollable_content_region.width or max(40, self.size.width - 52)
+        return lab_table(name, columns, rows, width)
 
     def draw_charts(self) -> None:
         keys = labruns.informative_keys(self.series)
@@ -447,6 +565,7 @@ class LabsScreen(Screen):
             offset = self.chart_offset % len(keys)
             keys = keys[offset:] + keys[:offset]
         self.chart_keys = keys[:CHARTS]
+        self.clipped = {}
         overlays = self._compare_series()
         for i in range(CHARTS):
             plot = self.query_one(f"#labs-chart-{i}")
@@ -455,16 +574,21 @@ class LabsScreen(Screen):
             plt.clear_figure()
             if i < len(self.chart_keys):
                 key = self.chart_keys[i]
-                plt.title(key)
-                if overlays:
-                    for run_id, series in overlays.items():
-                        xs, ys = _thin(series.get(key, []))
-                        if xs:
-                            plt.plot(xs, ys, label=_short(run_id))
-                else:
-                    xs, ys = _thin(self.series[key])
+                drawn = [_thin(series.get(key, [])) for series in overlays.values()] if overlays \
+                    else [_thin(self.series[key])]
+                limits = robust_ylim([v for _, ys in drawn for v in ys])
+                if limits is None:
+                    plt.title(key)
+                else:  # a few extreme points (first episodes) would flatten the lesson: say so
+                    self.clipped[key] = limits
+                    plt.title(f"{key} (y clipped to 5-95th pct)")
+                    plt.ylim(*limits)
+                for label, (xs, ys) in zip(overlays or [None], drawn):
                     if xs:
-                        plt.plot(xs, ys)
+                        if label is None:
+                            plt.plot(xs, ys)
+                        else:
+                            plt.plot(xs, ys, label=_short(label))
             else:
                 plt.title("metrics appear here" if i == 0 and not self.series else "")
             plot.refresh()
@@ -501,16 +625,21 @@ class LabsScreen(Screen):
             return
         self._reset_view("")
         self.shown_run = run.id
+        self.shown_lab = run.lab
         self._set_title(run.lab, run.preset, run.id, run.status, run.error)
         self.series = labruns.run_metrics(self.course.store, run.id)
         self.query_one("#labs-progress", ProgressBar).display = False
         log = self.query_one("#labs-log", RichLog)
         info = ", ".join(f"{k}={fmt_value(v)}" for k, v in run.config.items())
-        log.write(Text(f"started {_when(run.started_ts)}, took {fmt_duration(run.duration_s)}; {info}", style="dim"))
+        # a recorded run opens at the top: its tables with their headers first, then the log
+        log.write(Text(f"started {_when(run.started_ts)}, took {fmt_duration(run.duration_s)}; {info}", style="dim"),
+                  scroll_end=False)
+        log.write(Text(f"files: {run.out_dir or '—'}", style="dim"), scroll_end=False)
         for table in labruns.run_tables(self.course.store, run.id):
-            log.write(self._rich_table(table.name, table.columns, table.rows))
+            log.write(self._rich_table(table.name, table.columns, table.rows), scroll_end=False)
         if run.log_tail:
-            log.write(run.log_tail)
+            log.write(run.log_tail, scroll_end=False)
+        log.scroll_home(animate=False)
         if run.headline:
             self._show_headline(run.headline)
         elif run.error:

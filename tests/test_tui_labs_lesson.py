@@ -1,0 +1,156 @@
+"""Issue 17 item 7: the Labs screen shows the lesson. Selecting a lab shows its latest recorded
+run at once (a run made from the CLI or earlier, no `h` needed); tables open at the top with
+their header and whole column names at 120 columns; a chart whose first episodes would flatten
+the rest is drawn on a robust y range and says so. Item 8: the screen says where the run's
+files are."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from llmcore_tui.core.labruns import fmt_value
+from llmcore_tui.tui.app import LlmcoreApp
+from llmcore_tui.tui.screens.labs import LabsScreen, lab_table, robust_ylim
+from tests.conftest import FIXED_NOW
+
+COLUMNS = ["connector", "visual_tokens", "lm_tokens", "params", "eval_loss", "accuracy", "unclipped_fraction"]
+MDP_RUN = "mdp-20260301-090000-cli1"
+TD_RUN = "td_learning-20260301-091000-cli2"
+
+
+def _cliff_returns() -> list[tuple[int, float]]:
+    """A cliff walk's mean return per episode: -1,784 first, then SARSA-like values near -25."""
+    return [(1, -1784.0), (2, -900.0), (3, -400.0)] + [(e, -25.0 - 10.0 * (e % 3)) for e in range(4, 200)]
+
+
+def _record(course) -> None:
+    """Two finished runs as `llmcore-tui lab run` leaves them, before the app starts."""
+    rows = [["mlp_projector" if i % 2 else "q_former", 64, 128 + i, 1.2e5, 0.1234, 0.873, 0.5] for i in range(30)]
+    with course.store.transaction() as conn:
+        for run_id, lab, day, headline in (
+                (MDP_RUN, "mdp", 1, {"vi_sweeps": 56, "V_start": 4.4513}),
+                (TD_RUN, "td_learning", 2, {"sarsa_final": -25.0, "q_learning_final": -50.0})):
+            conn.execute(
+                "INSERT INTO lab_runs(id, lab, day, preset, config_json, status, started_ts, ended_ts, exit_code,"
+                " headline_json, log_tail, out_dir) VALUES (?, ?, ?, 'toy', '{}', 'succeeded', ?, ?, 0, ?, 'done', ?)",
+                (run_id, lab, day, FIXED_NOW - 3600, FIXED_NOW - 3590, json.dumps(headline),
+                 f"/data/llmcore-output/labs/{run_id}"))
+        conn.execute("INSERT INTO lab_tables(run_id, name, columns_json, rows_json) VALUES (?, 'connectors', ?, ?)",
+                     (MDP_RUN, json.dumps(COLUMNS), json.dumps(rows)))
+        conn.executemany("INSERT INTO lab_metrics(run_id, step, key, value) VALUES (?, ?, ?, ?)",
+                         [(MDP_RUN, k, "vi/bellman_residual", 10.0 / k) for k in range(1, 30)]
+                         + [(TD_RUN, s, "returns/sarsa", v) for s, v in _cliff_returns()])
+
+
+async def _wait(pilot, predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for the Labs screen"
+        await pilot.pause(0.05)
+
+
+def _lines(screen: LabsScreen) -> list[str]:
+    return [strip.text for strip in screen.query_one("#labs-log").lines]
+
+
+async def test_a_recorded_run_shows_at_once_with_its_table_header_and_whole_names(course):
+    _record(course)
+    app = LlmcoreApp(course)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = LabsScreen()
+        await app.push_screen(screen)
+        await _wait(pilot, lambda: screen.shown_run == MDP_RUN and len(_lines(screen)) > 30)
+        assert screen.selected_lab() == "mdp" and not screen.showing_live
+        # headline and curves without pressing h
+        assert screen.query_one("#labs-panel").display
+        assert len(screen.series["vi/bellman_residual"]) == 29
+        # the table opens at the top: its title and header are on screen, names whole, nothing cut
+        log = screen.query_one("#labs-log")
+        await pilot.pause(0.2)
+        assert log.scroll_y == 0
+        lines = _lines(screen)
+        title = next(i for i, line in enumerate(lines) if line.startswith("connectors"))
+        rule = next(i for i, line in enumerate(lines) if i > title and set(line.strip()) <= set("─━┡╇┩"))
+        assert rule < log.size.height, "the table's header is not in view"
+        header_text = " ".join(lines[title + 1:rule])
+        for name in COLUMNS:
+            parts = [p for p in name.replace("_", "_ ").split() if p]
+            assert all(p.strip() in header_text for p in parts), (name, header_text)
+        assert not any("…" in line for line in lines), "a cell or a column name was cut"
+        assert any(line.strip() == f"files: /data/llmcore-output/labs/{MDP_RUN}" for line in lines)
+
+
+async def test_the_next_lab_and_a_run_row_show_at_once_and_a_cliff_chart_is_clipped(course):
+    _record(course)
+    old_run = "mdp-20260228-090000-old1"
+    with course.store.transaction() as conn:
+        conn.execute("INSERT INTO lab_runs(id, lab, day, preset, config_json, status, started_ts, ended_ts, exit_code,"
+                     " error, log_tail) VALUES (?, 'mdp', 1, 'toy', '{}', 'failed', ?, ?, 1, 'it broke', '')",
+                     (old_run, FIXED_NOW - 86400, FIXED_NOW - 86390))
+    app = LlmcoreApp(course)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = LabsScreen()
+        await app.push_screen(screen)
+        await _wait(pilot, lambda: screen.shown_run == MDP_RUN)
+        while screen.selected_lab() != "td_learning":
+            await pilot.press("down")
+        await _wait(pilot, lambda: screen.shown_run == TD_RUN)
+        assert screen.chart_keys[0] == "returns/sarsa"
+        low, high = screen.clipped["returns/sarsa"]
+        assert -1784 < low < -45 and high >= -25, (low, high)  # SARSA's -25 vs -45 gap stays visible
+        assert high - low < 100
+        # a lab never run says how to run it, and shows nothing stale
+        while screen.selected_lab() in ("mdp", "td_learning"):
+            await pilot.press("down")
+        await _wait(pilot, lambda: screen.shown_run is None)
+        assert not screen.series and not screen.query_one("#labs-panel").display
+        # the runs list: moving onto a run shows it
+        while screen.selected_lab() != "mdp":
+            await pilot.press("up")
+        await _wait(pilot, lambda: screen.shown_run == MDP_RUN)
+        screen.query_one("#labs-runs").focus()
+        await pilot.press("down")
+        await _wait(pilot, lambda: screen.shown_run == old_run)
+        assert "it broke" in str(screen.query_one("#labs-run-title").content)
+        await pilot.press("up")
+        await _wait(pilot, lambda: screen.shown_run == MDP_RUN)
+
+
+def test_robust_ylim_clips_only_extreme_first_points():
+    values = [v for _, v in _cliff_returns()]
+    low, high = robust_ylim(values)
+    assert -60 < low < -45 and -25 <= high < -15
+    loss = [3.0 * 0.98 ** k + 0.5 for k in range(300)]  # an ordinary decaying curve keeps its range
+    assert robust_ylim(loss) is None
+    assert robust_ylim([1.0, 2.0, 1000.0]) is None  # too few points to call any an outlier
+    assert robust_ylim([5.0] * 50) is None
+
+
+def test_lab_table_keeps_column_names_whole_at_the_width_of_a_120_column_screen():
+    from rich.console import Console
+
+    rows = [["mlp_projector", 64, 128, 1.2e5, 0.1234, 0.873, 0.5]] * 3
+    for width in (72, 120):
+        console = Console(width=width, record=True)
+        console.print(lab_table("connectors", COLUMNS, rows, width))
+        text = console.export_text()
+        assert "…" not in text
+        flat = text.replace("│", " ").replace("┃", " ")
+        for name in COLUMNS:
+            assert all(part in flat for part in name.replace("_", "_ ").split()), name
+        assert fmt_value(1.2e5) in text
+    wide = Console(width=120, record=True)
+    wide.print(lab_table("connectors", COLUMNS, rows, 120))
+    text = wide.export_text()
+    assert all(name in text for name in COLUMNS)  # room enough: one line per name
+
+
+@pytest.mark.parametrize("name,expected", [("lm_tokens", "lm_tokens"),
+                                           ("unclipped_fraction", "unclipped_\nfraction")])
+def test_wrap_name_breaks_after_underscores(name, expected):
+    from llmcore_tui.tui.screens.labs import _wrap_name
+
+    assert _wrap_name(name) == expected
