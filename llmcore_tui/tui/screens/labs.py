@@ -495,8 +495,8 @@ class LabsScreen(Screen):
             if isinstance(renderable, Table) and table_start is None:
                 table_start = len(log.lines)
             log.write(renderable, scroll_end=False if table_start is not None else None)
-        if table_start is not None:
-            log.scroll_to(y=table_start, animate=False)
+        if table_start is not None:  # after the scrolls to the end that the lines before it queued
+            log.call_after_refresh(log.scroll_to, y=table_start, animate=False)
 
     def _show_live(self) -> None:
         live = self.live
@@ -640,6 +640,7 @@ class LabsScreen(Screen):
         if run.log_tail:
             log.write(run.log_tail, scroll_end=False)
         log.scroll_home(animate=False)
+        log.call_after_refresh(log.scroll_home, animate=False)  # past any scroll a live write queued
         if run.headline:
             self._show_headline(run.headline)
         elif run.error:
