@@ -92,3 +92,15 @@ def test_days_done_counts_day_14_only_when_the_export_is_all_it_lacks():
     assert B.days_done([DayStatus(day14, False, (Criterion("brief", False, ""),))]) == 0  # locked
     open_day = DayStatus(BY_NUMBER[3], True, (Criterion("lab", False, ""),))
     assert B.days_done([open_day]) == 0
+
+
+def test_reviews_before_day_1_get_a_row_so_the_total_still_adds_up(course):
+    _more_work(course)
+    course.srs.rate(NewItem("td-two", "card", "td_learning", 2), GOOD, D1 - 2 * DAY)  # e.g. after a zone change
+    brief = B.build_brief(course, "en")
+    first = brief.timeline[0]
+    assert first.number == 0 and first.reviews == 1 and first.new_cards == 1
+    assert brief.totals.reviews == sum(d.reviews for d in brief.timeline) == _valid_reviews(course) == 10
+    assert brief.totals.quiz_reviews == 2 and brief.totals.card_reviews == 8
+    assert "| before day 1 | — | 1" in B.render_markdown(brief)
+    B.render_html(brief, mathml=False)  # the chart keeps to days 1-14

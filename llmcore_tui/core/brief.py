@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmcore_tui.core import roadmap
-from llmcore_tui.core.clock import day_bounds
+from llmcore_tui.core.clock import day_bounds, study_date
 
 if TYPE_CHECKING:
     from llmcore_tui.core.course import Course
@@ -88,6 +88,7 @@ TEXT: dict[str, dict[str, str]] = {
         "timeline": "Timeline: 14 days",
         "timeline_note": "Reviews, new cards, quiz answers (score/answers; a partly right answer counts in part) and lab runs per study day.",
         "later": "after day 14",
+        "earlier": "before day 1",
         "future": "(ahead)",
         "today": "(today)",
         "weakest": "Weakest cards",
@@ -148,6 +149,7 @@ TEXT: dict[str, dict[str, str]] = {
         "timeline": "时间线：14 天",
         "timeline_note": "每个学习日的复习次数、新卡片、测验作答（得分/作答数，部分正确按比例计分）与实验运行。",
         "later": "第 14 天之后",
+        "earlier": "第 1 天之前",
         "future": "（未到）",
         "today": "（今天）",
         "weakest": "最薄弱的卡片",
@@ -285,7 +287,7 @@ class ModuleBrief:
 
 @dataclass(frozen=True)
 class TimelineDay:
-    number: int | None  # day of the plan (1-14); None: the days after day 14 together
+    number: int | None  # day of the plan (1-14); None: the days after day 14 together; 0: before day 1
     date: date | None
     reviews: int = 0
     new_cards: int = 0
@@ -463,7 +465,9 @@ def _lab_evidence(store: Any, lab: Any, runs: list["RunRecord"]) -> LabEvidence:
 
 def _timeline(course: "Course", start: date, today: date, runs: list["RunRecord"]) -> tuple[TimelineDay, ...]:
     """Study days 1-14 from ``start`` (and, when there was activity later, one row for all the
-    days after day 14)."""
+    days after day 14; when there was any before day 1 (a changed time zone or day start can
+    move an early review there), one row for it first). Together the rows hold every review in
+    effect, so the brief's total is their sum."""
     from llmcore_tui.core import stats
 
     hour, tz = course.settings.get("day_start_hour"), course.tz
@@ -475,10 +479,14 @@ def _timeline(course: "Course", start: date, today: date, runs: list["RunRecord"
     later_days = max((today - dates[-1]).days, 0)
     later_reviews = sum(stats.review_heatmap(course, later_days, today).values()) if later_days else 0
     conn = course.store.conn
+    first = conn.execute("SELECT min(reviewed_ts) FROM reviews").fetchone()[0]
+    earlier_days = (start - study_date(first, hour, tz)).days if first is not None and first < lo else 0
+    earlier_reviews = sum(stats.review_heatmap(course, earlier_days, start - timedelta(days=1)).values()) \
+        if earlier_days > 0 else 0
 
     def bucket(ts: float) -> int | None:
         if ts < lo:
-            return None
+            return PLAN_DAYS + 1
         if ts >= end:
             return PLAN_DAYS
         for i, (a, b) in enumerate(bounds):
@@ -486,22 +494,22 @@ def _timeline(course: "Course", start: date, today: date, runs: list["RunRecord"
                 return i
         return None
 
-    n = PLAN_DAYS + 1
+    n = PLAN_DAYS + 2  # days 1-14, after day 14, before day 1
     new = [0] * n
     answers, sittings, passed = [0] * n, [0] * n, [0] * n
     scores = [0.0] * n
     labs: list[list[tuple[str, str]]] = [[] for _ in range(n)]
-    for (ts,) in conn.execute("SELECT introduced_ts FROM srs_items WHERE kind = 'card' AND introduced_ts >= ?", (lo,)):
+    for (ts,) in conn.execute("SELECT introduced_ts FROM srs_items WHERE kind = 'card' AND introduced_ts IS NOT NULL"):
         i = bucket(ts)
         if i is not None:
             new[i] += 1
-    for ts, score in conn.execute("SELECT attempted_ts, score FROM quiz_attempts WHERE attempted_ts >= ?", (lo,)):
+    for ts, score in conn.execute("SELECT attempted_ts, score FROM quiz_attempts"):
         i = bucket(ts)
         if i is not None:
             answers[i] += 1
             scores[i] += float(score or 0.0)
     for ts, ok in conn.execute("SELECT coalesce(finished_ts, started_ts), passed FROM quiz_sittings "
-                               "WHERE coalesce(finished_ts, started_ts) >= ?", (lo,)):
+                               "WHERE coalesce(finished_ts, started_ts) IS NOT NULL"):
         i = bucket(ts)
         if i is not None:
             sittings[i] += 1
@@ -513,10 +521,14 @@ def _timeline(course: "Course", start: date, today: date, runs: list["RunRecord"
     days = [TimelineDay(i + 1, d, reviews.get(d, 0), new[i], answers[i], scores[i], sittings[i], passed[i],
                         tuple(labs[i]), today=d == today, future=d > today)
             for i, d in enumerate(dates)]
-    later = TimelineDay(None, None, later_reviews, new[-1], answers[-1], scores[-1], sittings[-1], passed[-1],
-                        tuple(labs[-1]))
+    later = TimelineDay(None, None, later_reviews, new[PLAN_DAYS], answers[PLAN_DAYS], scores[PLAN_DAYS],
+                        sittings[PLAN_DAYS], passed[PLAN_DAYS], tuple(labs[PLAN_DAYS]))
     if not later.empty:
         days.append(later)
+    earlier = TimelineDay(0, None, earlier_reviews, new[-1], answers[-1], scores[-1], sittings[-1], passed[-1],
+                          tuple(labs[-1]))
+    if not earlier.empty:
+        days.insert(0, earlier)
     return tuple(days)
 
 
@@ -719,6 +731,8 @@ def _module_name(brief: Brief, module: str) -> str:
 def _day_label(brief: Brief, d: TimelineDay) -> str:
     if d.number is None:
         return _t(brief.lang, "later")
+    if d.number == 0:
+        return _t(brief.lang, "earlier")
     return f"D{d.number}"
 
 
@@ -1148,7 +1162,7 @@ class _Svg:
 
 def svg_timeline(brief: Brief) -> str:
     t = lambda name: _t(brief.lang, name)  # noqa: E731
-    days = [d for d in brief.timeline if d.number is not None]
+    days = [d for d in brief.timeline if d.number]  # days 1-14 only
     width, height, left, top, bottom = 1000, 250, 44, 44, 40
     svg = _Svg(width, height, t("chart_timeline"), "chart wide")
     plot_h = height - top - bottom
