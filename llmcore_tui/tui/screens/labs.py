@@ -5,6 +5,12 @@ The screen never imports a lab (or torch): :class:`~llmcore_tui.core.labruns.Lab
 worker starts the lab and waits for it; the lab's events land in a queue that a 4 Hz timer
 drains into the progress bar, the charts and the log, so a chatty lab cannot flood the UI and
 the other screens stay responsive. Leaving the app cancels a running lab (its whole group).
+
+Selecting a lab (or a row of its runs) shows its latest recorded run at once: headline, tables
+and curves, whether it ran here, from ``llmcore-tui lab run`` or in an earlier session, with the
+folder its files are in. Tables open at their title and header, column names whole
+(:func:`lab_table`); a chart whose first points dwarf the rest is drawn on a robust range and
+says so (:func:`robust_ylim`).
 """
 
 from __future__ import annotations
