@@ -8,6 +8,7 @@ SIZE = (100, 30)
 
 
 def _app(course) -> LlmcoreApp:
+    course.store.created = False  # the "new database created at <tmp path>" toast would vary per run
     app = LlmcoreApp(course)
     app.theme = "textual-dark"
     return app
