@@ -202,3 +202,20 @@ def test_progress_shows_only_the_current_steps_metrics(capsys):
     for pct in ("60%", "70%", "80%", "90%"):
         assert "gold_score" not in by_pct[pct] and "losses/loss=" in by_pct[pct], by_pct[pct]
     assert "eval/gold_score=0.02" in by_pct["100%"]
+
+
+def test_a_phase_without_metrics_shows_none_of_the_previous_phase(capsys):
+    """DPO's beta sweep reports progress but no metrics after a log line: nothing stale is printed."""
+    reporter = lab_cli._Reporter(_FakeHandle())
+    reporter.event({"event": "start", "total_steps": 20})
+    for step in range(1, 11):
+        reporter.event({"event": "metric", "step": step, "values": {"losses/dpo": 1.0 / step,
+                                                                    "eval/gold_score": 0.59}})
+        reporter.event({"event": "progress", "done": step, "total": 20})
+    for j in range(1, 3):
+        reporter.event({"event": "log", "text": f"beta sweep: beta={j / 10}"})
+        reporter.event({"event": "progress", "done": 10 + 5 * j, "total": 20})
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("[")]
+    by_pct = {line.split("]")[0].strip(" ["): line for line in lines}
+    assert "eval/gold_score=0.59" in by_pct["50%"]  # the main run's own score
+    assert by_pct["75%"].split() == ["[", "75%]", "15/20"] and by_pct["100%"].split() == ["[100%]", "20/20"]

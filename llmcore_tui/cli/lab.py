@@ -125,9 +125,11 @@ class _Reporter:
         self.handle = handle
         self.early_stderr: list[str] | None = []  # held until the start event: a rejected run says it once
         self.last: dict[str, list[tuple[int, float | None]]] = {}
-        # the values of the current step: the metric events since the step last changed. A lab
-        # that runs several sub-runs (a sweep, masked then unmasked SFT) starts each one at a new
-        # step, so a metric of the previous sub-run is never shown as if it were this one's.
+        # the values of the current step: the metric events since the step last changed or a log
+        # line or table announced a new phase. A lab that runs several sub-runs (masked then
+        # unmasked SFT, DPO's beta sweep, which reports progress but no metrics) starts each one
+        # at a new step or with a log line, so a metric of the previous sub-run is never shown
+        # as if it were this one's.
         self.current: dict[str, float | None] = {}
         self.current_step: Any = None
         self.shown_decile = -1
@@ -181,8 +183,10 @@ class _Reporter:
                     self.shown_decile = decile
                     typer.echo(f"  [{100 * done // total:3d}%] {done}/{total}  {self.metrics_line()}".rstrip())
         elif kind == "log":
+            self.current = {}
             self.say(str(event.get("text", "")))
         elif kind == "table":
+            self.current = {}
             self.say(f"{event.get('name')}:\n" + _table([str(c) for c in event.get("columns") or []],
                                                         event.get("rows") or []))
         elif kind == "stderr":
