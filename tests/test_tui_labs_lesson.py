@@ -107,6 +107,8 @@ async def test_the_next_lab_and_a_run_row_show_at_once_and_a_cliff_chart_is_clip
             await pilot.press("down")
         await _wait(pilot, lambda: screen.shown_run is None)
         assert not screen.series and not screen.query_one("#labs-panel").display
+        title = str(screen.query_one("#labs-run-title").content)
+        assert "no run yet" in title and str(course.store.path.parent / "llmcore-output" / "labs") in title
         # the runs list: moving onto a run shows it
         while screen.selected_lab() != "mdp":
             await pilot.press("up")

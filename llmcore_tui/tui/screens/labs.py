@@ -338,7 +338,7 @@ class LabsScreen(Screen):
             self.show_run(runs[0].id)
         else:
             self._reset_view(f"[b]{lab}[/b]: no run yet. [b]t[/b] or [b]enter[/b] runs its toy preset, "
-                             "[b]f[/b] the full one.")
+                             f"[b]f[/b] the full one; files go to {escape(str(self.runner.runs_dir))}/")
             self.query_one("#labs-progress", ProgressBar).display = False
             self.shown_lab = lab
 
