@@ -52,6 +52,14 @@ async def _wait(pilot, predicate, timeout: float = 10.0) -> None:
         await pilot.pause(0.05)
 
 
+async def _move_to(pilot, screen: LabsScreen, wanted, key: str) -> None:
+    for _ in range(20):
+        if wanted(screen.selected_lab()):
+            return
+        await pilot.press(key)
+    raise AssertionError(f"no such lab row (at {screen.selected_lab()})")
+
+
 def _lines(screen: LabsScreen) -> list[str]:
     return [strip.text for strip in screen.query_one("#labs-log").lines]
 
@@ -95,23 +103,20 @@ async def test_the_next_lab_and_a_run_row_show_at_once_and_a_cliff_chart_is_clip
         screen = LabsScreen()
         await app.push_screen(screen)
         await _wait(pilot, lambda: screen.shown_run == MDP_RUN)
-        while screen.selected_lab() != "td_learning":
-            await pilot.press("down")
+        await _move_to(pilot, screen, lambda lab: lab == "td_learning", "down")
         await _wait(pilot, lambda: screen.shown_run == TD_RUN)
         assert screen.chart_keys[0] == "returns/sarsa"
         low, high = screen.clipped["returns/sarsa"]
         assert -1784 < low < -45 and high >= -25, (low, high)  # SARSA's -25 vs -45 gap stays visible
         assert high - low < 100
         # a lab never run says how to run it, and shows nothing stale
-        while screen.selected_lab() in ("mdp", "td_learning"):
-            await pilot.press("down")
+        await _move_to(pilot, screen, lambda lab: lab not in ("mdp", "td_learning"), "down")
         await _wait(pilot, lambda: screen.shown_run is None)
         assert not screen.series and not screen.query_one("#labs-panel").display
         title = str(screen.query_one("#labs-run-title").content)
         assert "no run yet" in title and str(course.store.path.parent / "llmcore-output" / "labs") in title
         # the runs list: moving onto a run shows it
-        while screen.selected_lab() != "mdp":
-            await pilot.press("up")
+        await _move_to(pilot, screen, lambda lab: lab == "mdp", "up")
         await _wait(pilot, lambda: screen.shown_run == MDP_RUN)
         screen.query_one("#labs-runs").focus()
         await pilot.press("down")
