@@ -103,12 +103,16 @@ async def test_the_next_lab_and_a_run_row_show_at_once_and_a_cliff_chart_is_clip
         screen = LabsScreen()
         await app.push_screen(screen)
         await _wait(pilot, lambda: screen.shown_run == MDP_RUN)
+        await pilot.pause(0.3)
+        assert not screen.clipped and "y&#160;clipped" not in app.export_screenshot()  # an ordinary curve is not
         await _move_to(pilot, screen, lambda lab: lab == "td_learning", "down")
         await _wait(pilot, lambda: screen.shown_run == TD_RUN)
         assert screen.chart_keys[0] == "returns/sarsa"
         low, high = screen.clipped["returns/sarsa"]
         assert -1784 < low < -45 and high >= -25, (low, high)  # SARSA's -25 vs -45 gap stays visible
         assert high - low < 100
+        await pilot.pause(0.3)
+        assert "y&#160;clipped&#160;to&#160;5-95th&#160;pct" in app.export_screenshot()  # the chart says so
         # a lab never run says how to run it, and shows nothing stale
         await _move_to(pilot, screen, lambda lab: lab not in ("mdp", "td_learning"), "down")
         await _wait(pilot, lambda: screen.shown_run is None)

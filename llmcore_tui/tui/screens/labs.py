@@ -79,6 +79,7 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 ROBUST_Q = 0.05  # the y range a chart keeps when a few points would flatten the rest ...
 ROBUST_STRETCH = 3.0  # ... i.e. when the full range is this many times the 5th-95th percentile range
+CLIPPED_NOTE = "y clipped to 5-95th pct"
 
 
 def robust_ylim(values: list[float]) -> tuple[float, float] | None:
@@ -587,7 +588,8 @@ class LabsScreen(Screen):
                     plt.title(key)
                 else:  # a few extreme points (first episodes) would flatten the lesson: say so
                     self.clipped[key] = limits
-                    plt.title(f"{key} (y clipped to 5-95th pct)")
+                    plt.title(key)
+                    plt.xlabel(CLIPPED_NOTE)  # under the chart: a title this long would not be drawn
                     plt.ylim(*limits)
                 for label, (xs, ys) in zip(overlays or [None], drawn):
                     if xs:
