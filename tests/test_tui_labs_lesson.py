@@ -13,7 +13,8 @@ import pytest
 
 from llmcore_tui.core.labruns import fmt_value
 from llmcore_tui.tui.app import LlmcoreApp
-from llmcore_tui.tui.screens.labs import LabsScreen, lab_table, robust_ylim
+from llmcore_tui.tui.screens.labs import LabsScreen
+from llmcore_tui.tui.widgets.labview import lab_table, robust_ylim
 from tests.conftest import FIXED_NOW
 
 COLUMNS = ["connector", "visual_tokens", "lm_tokens", "params", "eval_loss", "accuracy", "unclipped_fraction"]
@@ -162,7 +163,7 @@ def test_lab_table_keeps_column_names_whole_at_the_width_of_a_120_column_screen(
 @pytest.mark.parametrize("name,expected", [("lm_tokens", "lm_tokens"),
                                            ("unclipped_fraction", "unclipped_\nfraction")])
 def test_wrap_name_breaks_after_underscores(name, expected):
-    from llmcore_tui.tui.screens.labs import _wrap_name
+    from llmcore_tui.tui.widgets.labview import _wrap_name
 
     assert _wrap_name(name) == expected
 

@@ -20,7 +20,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich import box
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -36,10 +35,10 @@ from textual.worker import get_current_worker
 from labs.registry import BY_NAME, LABS, LabInfo
 from llmcore_tui.core import labruns
 from llmcore_tui.core.labruns import LabRunner, RunHandle, fmt_duration, fmt_value
+from llmcore_tui.tui.widgets.labview import CLIPPED_NOTE, lab_table, robust_ylim, thin_points
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "rejected": "red"}
 CHARTS = 2  # charts side by side
-MAX_POINTS = 400  # per drawn series: long runs are thinned for the terminal
 COMPARE_RUNS = 5
 
 
@@ -67,97 +66,6 @@ class LiveRun:
     total: int | None = None
     done: int = 0
     headline: dict[str, Any] | None = None
-
-
-def _quantile(sorted_values: list[float], q: float) -> float:
-    """The q-quantile of sorted values, linearly interpolated."""
-    pos = q * (len(sorted_values) - 1)
-    i = int(pos)
-    j = min(i + 1, len(sorted_values) - 1)
-    return sorted_values[i] + (sorted_values[j] - sorted_values[i]) * (pos - i)
-
-
-ROBUST_Q = 0.05  # the y range a chart keeps when a few points would flatten the rest ...
-ROBUST_STRETCH = 3.0  # ... i.e. when the full range is this many times the 5th-95th percentile range
-CLIPPED_NOTE = "y clipped to 5-95th pct"
-
-
-def robust_ylim(values: list[float]) -> tuple[float, float] | None:
-    """A y range for a chart whose few extreme points (the first episodes of a cliff walk at
-    -1,784 where the rest sit near -25..-50) would squash every other point into one line: the
-    5th-95th percentile range, padded by a tenth, widened to the real extremes where they are
-    close. None when the full range is fine (less than ``ROBUST_STRETCH`` times that range)."""
-    finite = sorted(v for v in values if v is not None and v == v and abs(v) != float("inf"))
-    if len(finite) < 20:
-        return None
-    lo, hi = _quantile(finite, ROBUST_Q), _quantile(finite, 1 - ROBUST_Q)
-    span = hi - lo
-    full = finite[-1] - finite[0]
-    if span <= 0 or full <= ROBUST_STRETCH * span:
-        return None
-    pad = 0.1 * span
-    low = finite[0] if finite[0] >= lo - pad else lo - pad
-    high = finite[-1] if finite[-1] <= hi + pad else hi + pad
-    return low, high
-
-
-def _wrap_name(name: str, width: int = 10) -> str:
-    """A long column name broken after ``_`` or ``/`` onto lines of about ``width`` characters."""
-    if len(name) <= width:
-        return name
-    parts, part = [], ""
-    for ch in name:
-        part += ch
-        if ch in "_/":
-            parts.append(part)
-            part = ""
-    parts.append(part)
-    lines, line = [], ""
-    for part in parts:
-        if line and len(line) + len(part) > max(width, max(len(p) for p in parts)):
-            lines.append(line)
-            line = ""
-        line += part
-    lines.append(line)
-    return "\n".join(lines)
-
-
-def lab_table(name: str, columns: list[Any], rows: list[list[Any]], width: int | None = None) -> Table:
-    """A lab's table whose column names stay whole at ``width``: boxed, each column as wide as
-    its name, when that fits; else long names wrap after ``_`` or ``/`` and the columns are
-    separated by one space instead of a box. Cells that still do not fit fold; nothing is cut
-    to "…"."""
-    cells = [[fmt_value(c) for c in row] for row in rows]
-    heads = [str(c) for c in columns]
-
-    def name_width(head: str) -> int:
-        return max(len(p) for p in head.split("\n")) if head else 0
-
-    def needed(names: list[str], per_column: int, with_cells: bool = True) -> int:
-        widths = [max([name_width(h)] + ([len(r[i]) for r in cells if i < len(r)] if with_cells else []))
-                  for i, h in enumerate(names)]
-        return sum(widths) + per_column * len(names) + 1
-
-    if width is None or needed(heads, 3) <= width:
-        table = Table(title=name, title_justify="left", padding=(0, 1))
-    else:
-        heads = [_wrap_name(h) for h in heads]
-        table = Table(title=name, title_justify="left", padding=(0, 0), box=box.SIMPLE_HEAD, show_edge=False)
-    keep_names = width is None or needed(heads, 1, with_cells=False) <= width
-    for head in heads:
-        table.add_column(head, overflow="fold", min_width=name_width(head) if keep_names else None)
-    for row in cells:
-        table.add_row(*row)
-    return table
-
-
-def _thin(points: list[tuple[int, float | None]]) -> tuple[list[int], list[float]]:
-    finite = [(s, v) for s, v in points if v is not None]
-    stride = max(1, len(finite) // MAX_POINTS)
-    kept = finite[::stride]
-    if finite and kept[-1] != finite[-1]:
-        kept.append(finite[-1])
-    return [s for s, _ in kept], [v for _, v in kept]
 
 
 class LabsScreen(Screen):
@@ -581,8 +489,8 @@ class LabsScreen(Screen):
             plt.clear_figure()
             if i < len(self.chart_keys):
                 key = self.chart_keys[i]
-                drawn = [_thin(series.get(key, [])) for series in overlays.values()] if overlays \
-                    else [_thin(self.series[key])]
+                drawn = [thin_points(series.get(key, [])) for series in overlays.values()] if overlays \
+                    else [thin_points(self.series[key])]
                 limits = robust_ylim([v for _, ys in drawn for v in ys])
                 if limits is None:
                     plt.title(key)
