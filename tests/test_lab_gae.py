@@ -9,11 +9,46 @@ import numpy as np
 import pytest
 import torch
 
+from claims import Claim, LabResult, check_claims
 from labs import gae
 from labs._runtime import EXIT_USAGE, main, run_in_process
 from labs.gae import compute_gae
 
-CHEAP = ["chain_episodes=500", "ppo_lambdas=0.8", "total_timesteps=1024", "eval_episodes=2"]
+CHEAP = ["chain_episodes=500", "ppo_lambdas=0.8", "total_timesteps=1024", "eval_every=512"]
+TOY_BUDGET = gae.TOY.get("total_timesteps", gae.Config.total_timesteps)
+
+
+def _chain(column):
+    return lambda r: [row[column] for row in sorted(r.tables["gae_bias_variance"], key=lambda row: row["lambda"])]
+
+
+def _smallest_step(column, sign):
+    """The smallest change of ``column`` between neighbouring lambdas, signed so that > 0 is the claimed trend."""
+    return lambda r: min(sign * (b - a) for a, b in zip(_chain(column)(r), _chain(column)(r)[1:]))
+
+
+CLAIMS = [
+    # part 1: the two closed forms, and the trade-off against known truth
+    Claim("max |GAE(0) - one-step TD error|", "max_abs_gae0_minus_td_error", "<", 1e-9, null=None),
+    Claim("max |GAE(1) - (MC return - V)|", "max_abs_gae1_minus_mc_return_minus_v", "<", 1e-9, null=None),
+    Claim("log10 bias(lambda=0) / bias(lambda=1), imperfect critic (0.7: five times)",
+          lambda r: np.log10(r.h["bias_lambda0"] / r.h["bias_lambda1"]), ">", 0.7),
+    Claim("variance(lambda=1) / variance(lambda=0)",
+          lambda r: r.h["variance_lambda1"] / r.h["variance_lambda0"], ">", 5, null=1.0),
+    Claim("smallest fall in bias from one lambda to the next", _smallest_step("bias", -1), ">", 0),
+    Claim("smallest rise in variance from one lambda to the next", _smallest_step("variance", 1), ">", 0),
+    Claim("max |sampled bias - exact bias| over lambdas", lambda r: max(
+        abs(a - b) for a, b in zip(_chain("bias")(r), _chain("bias_exact")(r))), "<", 0.02, null=None),
+    Claim("max bias with a perfect critic", lambda r: max(_chain("bias_perfect_critic")(r)), "<", 0.02, null=None),
+    Claim("lambda with the lowest MSE, above 0", "lowest_mse_lambda", ">", 0, null=0.0),
+    Claim("lambda with the lowest MSE, below 1", "lowest_mse_lambda", "<", 1, null=1.0),
+    # part 2: PPO solves CartPole-v1 as gymnasium defines it: mean >= 475 over 100 episodes
+    Claim("500 - eval100 greedy mean return of the final policy",
+          lambda r: 500 - r.h["eval100_greedy_mean_return"], "<", 25, null=None),
+    Claim("eval100 sampled mean return, final - untrained (the baseline, measured at step 0)",
+          lambda r: r.h["eval100_sampled_mean_return"] - r.h["eval100_sampled_mean_return_untrained"], ">", 300),
+    Claim("steps to the first evaluation >= 475", "ppo_steps_to_solve", "<", 0.8 * TOY_BUDGET, null=TOY_BUDGET),
+]
 
 
 # -- compute_gae ------------------------------------------------------------------------------
@@ -168,7 +203,7 @@ def test_next_step_autoreset_would_add_a_phantom_step():
 def test_truncated_steps_bootstrap_from_the_final_observation():
     torch.manual_seed(0)
     envs = gae.make_envs("CartPole-v1", 2, 0, max_episode_steps=5)
-    agent = gae.make_agent(4, 2, 16)
+    agent = gae.Agent(4, 2, 16)
     obs, _ = envs.reset(seed=0)
     tracker = gae.EpisodeTracker(2)
     rollout, _, finished = gae.collect_rollout(envs, agent, obs, tracker, 12, gamma=0.9)
@@ -198,29 +233,43 @@ def test_truncated_steps_bootstrap_from_the_final_observation():
 @pytest.mark.lab
 def test_toy_run_shows_the_trade_off_and_solves_cartpole(tmp_path):
     events = run_in_process("gae", toy=True, out_dir=tmp_path)
-    head = events[-1]["headline"]
-    assert head["max_abs_gae0_minus_td_error"] < 1e-9
-    assert head["max_abs_gae1_minus_mc_return_minus_v"] < 1e-9
-    assert head["bias_lambda0"] > 5 * head["bias_lambda1"]
-    assert head["variance_lambda1"] > 5 * head["variance_lambda0"]
-    assert 0 < head["lowest_mse_lambda"] < 1
-    assert head["ppo_solved"] is True
-    assert head["ppo_last10_mean_return"] >= 475
-    assert head["ppo_solved_at_step"] < 100_000
+    result = LabResult.of(events)
+    check_claims(CLAIMS, result)
 
-    table = next(e for e in events if e["event"] == "table" and e["name"] == "gae_bias_variance")
-    rows = {row[0]: dict(zip(table["columns"], row)) for row in table["rows"]}
-    biases = [rows[lam]["bias"] for lam in sorted(rows)]
-    variances = [rows[lam]["variance"] for lam in sorted(rows)]
-    assert biases == sorted(biases, reverse=True) and variances == sorted(variances)
-    for row in rows.values():  # the sampled bias matches the closed form
-        assert abs(row["bias"] - row["bias_exact"]) < 0.02
-    assert all(row["bias_perfect_critic"] < 0.02 for row in rows.values())
-    ppo = next(e for e in events if e["event"] == "table" and e["name"] == "ppo_lambda")
-    assert len(ppo["rows"]) == len(events[0]["config"]["ppo_lambdas"])
-    returns = [e["values"]["charts/episodic_return"] for e in events if e["event"] == "metric"
-               and "charts/episodic_return" in e["values"]]
+    head, cfg = result.h, result.config
+    batch = cfg["num_envs"] * cfg["num_steps"]
+    assert head["eval100_greedy_solved"] is True and head["ppo_steps"] == TOY_BUDGET // batch * batch
+    assert len(result.tables["ppo_lambda"]) == len(cfg["ppo_lambdas"])
+    # the periodic evaluations: one at step 0, one every eval_every steps, one at the end of the budget
+    evals = result.metrics["eval/greedy_mean_return"]
+    assert evals[0][0] == 0 and evals[-1][0] == head["ppo_steps"]
+    assert len(evals) == 2 + (head["ppo_steps"] - 1) // cfg["eval_every"]
+    assert all(0 < v <= 500 for _, v in evals)
+    # "time to solve" is the first of them at or above 475, never a training-return window
+    first = next(step for step, v in evals if v >= 475)
+    assert head["ppo_steps_to_solve"] == first and head["ppo_seconds_to_solve"] >= 0
+    returns = [v for _, v in result.metrics["charts/episodic_return"]]
     assert returns and 0 < min(returns) and max(returns) <= 500
+
+
+def test_evaluate_plays_whole_episodes_side_by_side():
+    torch.manual_seed(0)
+    agent = gae.Agent(4, 2, 8)
+    with torch.no_grad():  # a hand-made controller: push right when the pole leans or falls right
+        agent.actor = torch.nn.Linear(4, 2)
+        agent.actor.weight.zero_()
+        agent.actor.bias.zero_()
+        agent.actor.weight[1] = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    returns = gae.evaluate(agent, "CartPole-v1", 100, seed=3, greedy=True)
+    assert returns.shape == (100,) and returns.max() == 500 and returns.min() >= 1  # the time limit holds
+    np.testing.assert_array_equal(returns, gae.evaluate(agent, "CartPole-v1", 100, seed=3, greedy=True))
+    with torch.no_grad():
+        agent.actor.weight.zero_()
+        agent.actor.bias.copy_(torch.tensor([1.0, 0.0]))  # always push left: the pole falls in ~10 steps
+    left = gae.evaluate(agent, "CartPole-v1", 100, seed=3, greedy=True)
+    assert np.all((left >= 8) & (left <= 11))  # steps after an episode's end are never counted
+    sampled = gae.evaluate(agent, "CartPole-v1", 100, seed=3, greedy=False)
+    assert sampled.mean() > left.mean()  # sampling sometimes pushes right: the pole lasts longer
 
 
 def test_deterministic_for_a_seed(tmp_path):
@@ -233,6 +282,12 @@ def test_deterministic_for_a_seed(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["lambdas=0.5,1.5", "ppo_lambdas=", "chain_states=4", "num_minibatches=3",
-                                 "total_timesteps=10", "critic_error=-1", "gamma=0", "update_epochs=x"])
+                                 "total_timesteps=10", "critic_error=-1", "gamma=0", "update_epochs=x",
+                                 "eval_episodes=10", "eval_every=0", "clip_coef=1", "chain_states=1"])
 def test_bad_settings_are_usage_errors(bad, tmp_path):
     assert main(["gae", "--toy", "--set", bad, "--out", str(tmp_path)], io.StringIO()) == EXIT_USAGE
+
+
+def test_limits_name_the_field(capsys):
+    assert main(["gae", "--toy", "--set", "eval_episodes=5"], io.StringIO()) == EXIT_USAGE
+    assert "eval_episodes=5: must be >= 100" in capsys.readouterr().err
