@@ -19,8 +19,10 @@ minibatch updates of the clipped surrogate and the clipped value loss:
 
 Reported: reward, KL to the reference (sum over the completion of log pi_old - log pi_ref,
 averaged over samples), clip fraction (tokens with |rho - 1| > eps), approximate KL between
-the old and new policy (mean of (rho - 1) - log rho), entropy, value loss, and the held-out
-gold score of greedy answers. A second pair of runs takes large steps (a high learning rate,
+the old and new policy (mean of (rho - 1) - log rho), entropy, value loss, and, before and
+after training, the held-out gold score of greedy answers and of one sampled answer per prompt
+(the reward PPO maximises, measured on prompts it never trained on, with the same random stream
+both times). A second pair of runs from the same start takes large steps (a high learning rate,
 many epochs) with and without the clip, to show what the clip is for.
 """
 
@@ -36,7 +38,7 @@ import torch
 
 from labs import _tinylm as tl
 from labs import sft
-from labs._runtime import LabFailure
+from labs._runtime import LabFailure, Range
 from labs.gae import compute_gae
 
 RewardFn = Callable[[Sequence[tl.Problem], torch.Tensor], torch.Tensor]
@@ -74,8 +76,17 @@ class Config:
             raise ValueError("prompts_per_iter must be a multiple of minibatches")
 
 
-TOY = {"sft_preset": "toy", "iterations": 40, "prompts_per_iter": 64, "minibatches": 1, "eval_every": 10,
-       "eval_problems": 300, "big_iterations": 8}
+LIMITS = {
+    "sft_seed": Range(0), "iterations": Range(1), "prompts_per_iter": Range(2), "ppo_epochs": Range(1),
+    "minibatches": Range(1), "lr": Range(0, low_open=True), "value_lr": Range(0, low_open=True),
+    "warmup_steps": Range(0), "clip_eps": Range(0, 1, low_open=True, high_open=True),
+    "value_clip": Range(0, low_open=True), "kl_coef": Range(0), "gamma": Range(0, 1), "lam": Range(0, 1),
+    "eval_every": Range(1), "eval_problems": Range(10), "big_lr": Range(0, low_open=True), "big_epochs": Range(1),
+    "big_iterations": Range(1),
+}
+
+TOY = {"sft_preset": "toy", "iterations": 80, "prompts_per_iter": 64, "minibatches": 1, "eval_every": 20,
+       "eval_problems": 500, "big_iterations": 8}
 
 
 # -- the losses -----------------------------------------------------------------------------
@@ -242,9 +253,14 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
              "value model": tl.count_parameters(value_model), "reward (gold scorer)": 0}
     emit.table("models", ["model", "parameters", "trained"],
                [[k, v, k in ("policy", "value model")] for k, v in sizes.items()])
-    gold_before = tl.pass_rate(policy, task, eval_set, cfg.device)
-    emit.metric(0, **{"eval/gold_score": gold_before})
-    emit.log(f"held-out gold score of the SFT policy (greedy): {gold_before:.3f}")
+    def sampled_reward(model: torch.nn.Module) -> float:
+        """Held-out reward of one sampled answer per prompt, the same random stream every time."""
+        gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 31)
+        return tl.pass_rate(model, task, eval_set, cfg.device, greedy=False, generator=gen)
+
+    gold_before, sampled_before = tl.pass_rate(policy, task, eval_set, cfg.device), sampled_reward(policy)
+    emit.metric(0, **{"eval/gold_score": gold_before, "eval/sampled_reward": sampled_before})
+    emit.log(f"held-out score of the SFT policy: {gold_before:.3f} greedy, {sampled_before:.3f} sampled")
 
     def report(it: int, row: dict[str, float]) -> None:
         values = {"charts/reward": row["reward"], "charts/kl": row["kl"], "charts/clip_fraction": row["clip_fraction"],
@@ -257,22 +273,28 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
 
     history = train_ppo(cfg, policy, ref, value_model, gold_reward(task), task, iterations=cfg.iterations,
                         lr=cfg.lr, epochs=cfg.ppo_epochs, clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef, on_iter=report)
-    gold_after = tl.pass_rate(policy, task, eval_set, cfg.device)
+    gold_after, sampled_after = tl.pass_rate(policy, task, eval_set, cfg.device), sampled_reward(policy)
     tl.save_model(out_dir / "ppo_policy.pt", policy, {"gold_score": gold_after})
     n = max(1, len(history) // 10)  # a tenth of the run at each end, averaged: one batch is noisy
     first, final = ({k: sum(r[k] for r in part) / n for k in part[0]} for part in (history[:n], history[-n:]))
     emit.log(f"reward {first['reward']:.3f} -> {final['reward']:.3f} (means of the first and last {n} iterations); "
-             f"held-out gold score {gold_before:.3f} -> {gold_after:.3f}")
+             f"held-out gold score {gold_before:.3f} -> {gold_after:.3f} greedy, {sampled_before:.3f} -> "
+             f"{sampled_after:.3f} sampled")
 
     # large steps: a higher learning rate and many epochs on each batch, with and without the clip
-    columns = ["run", "lr", "epochs", "clip", "mean_approx_kl", "final_kl_to_ref", "final_entropy", "final_reward",
+    # end_* columns: means over the last quarter of each run's iterations (one batch of KL is noisy)
+    columns = ["run", "lr", "epochs", "clip", "mean_approx_kl", "end_kl_to_ref", "end_entropy", "end_reward",
                "gold_score"]
 
-    def mean_approx_kl(rows: list[dict[str, float]]) -> float:
-        return sum(r["approx_kl"] for r in rows) / len(rows)
+    def mean_of(rows: list[dict[str, float]], key: str, last: bool = False) -> float:
+        rows = rows[-max(1, len(rows) // 4):] if last else rows
+        return sum(r[key] for r in rows) / len(rows)
 
-    rows = [["normal", cfg.lr, cfg.ppo_epochs, cfg.clip_eps, mean_approx_kl(history), history[-1]["kl"],
-             history[-1]["entropy"], history[-1]["reward"], gold_after]]
+    def row_of(label: str, lr: float, epochs: int, clip: Any, rows: list[dict[str, float]], gold: float) -> list:
+        return [label, lr, epochs, clip, mean_of(rows, "approx_kl"), mean_of(rows, "kl", True),
+                mean_of(rows, "entropy", True), mean_of(rows, "reward", True), gold]
+
+    rows = [row_of("normal", cfg.lr, cfg.ppo_epochs, cfg.clip_eps, history, gold_after)]
     for label, clip in (("clipped", cfg.clip_eps), ("unclipped", None)):
         emit.log(f"large steps, {label}: lr={cfg.big_lr}, {cfg.big_epochs} epochs per batch")
         big_policy, big_ref, big_value = fresh_models()
@@ -287,9 +309,8 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
 
         big = train_ppo(cfg, big_policy, big_ref, big_value, gold_reward(task), task, iterations=cfg.big_iterations,
                         lr=cfg.big_lr, epochs=cfg.big_epochs, clip_eps=clip, kl_coef=cfg.kl_coef, on_iter=report_big)
-        rows.append([f"large steps, {label}", cfg.big_lr, cfg.big_epochs, clip if clip is not None else "none",
-                     mean_approx_kl(big), big[-1]["kl"], big[-1]["entropy"], big[-1]["reward"],
-                     tl.pass_rate(big_policy, task, eval_set, cfg.device)])
+        rows.append(row_of(f"large steps, {label}", cfg.big_lr, cfg.big_epochs, clip if clip is not None else "none",
+                           big, tl.pass_rate(big_policy, task, eval_set, cfg.device)))
     emit.table("clipping", columns, rows)
     emit.log("the clip removes the incentive to push a token's ratio beyond 1 +- eps, so many epochs on one "
              "batch cannot run away; without it the same steps carry the policy far from where its samples "
@@ -298,7 +319,8 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
         "reward_start": first["reward"], "reward_end": final["reward"], "kl_to_ref": final["kl"],
         "clip_fraction": final["clip_fraction"], "approx_kl": final["approx_kl"], "entropy": final["entropy"],
         "value_loss": final["value_loss"], "gold_score_before": gold_before, "gold_score_after": gold_after,
+        "sampled_reward_before": sampled_before, "sampled_reward_after": sampled_after,
         "large_clipped_mean_approx_kl": rows[1][4], "large_unclipped_mean_approx_kl": rows[2][4],
-        "large_clipped_final_kl": rows[1][5], "large_unclipped_final_kl": rows[2][5],
+        "large_clipped_end_kl": rows[1][5], "large_unclipped_end_kl": rows[2][5],
         "large_clipped_gold_score": rows[1][8], "large_unclipped_gold_score": rows[2][8],
     }, artifacts=["ppo_policy.pt"])
