@@ -1,38 +1,46 @@
-"""The RLHF pipeline (Ouyang et al., 2022), stage by stage, and reward hacking (Gao et al., 2022).
+"""The RLHF pipeline (Ouyang et al., 2022), stage by stage, and reward hacking that comes from the data
+(Gao et al., 2022, Scaling Laws for Reward Model Overoptimization).
 
-Stage 1, SFT: the SFT lab's model (loaded from its checkpoint, or trained first). Its
-demonstrations were sloppy, so it sometimes stops an answer a digit early.
+Stage 1, SFT: the SFT lab's model (loaded from its checkpoint, or trained first).
 
-Stage 2, reward model: preference pairs (x, y_w, y_l) from "labellers" who always prefer the
-correct answer, fit with the Bradley-Terry loss
+Stage 2, reward model. r_phi is built as sequence-classification reward models are: the SFT
+model's transformer trunk with a scalar head on the hidden state of the last non-pad token (the
+answer's <eos>), r_phi(x, y) = w . h_last(x, y) + b. It is fit to preference pairs (x, y_w, y_l)
+with the Bradley-Terry model P(y_w > y_l | x) = sigma(r_phi(x, y_w) - r_phi(x, y_l)), i.e. the loss
 
-    L_RM = - log sigma( r_phi(x, y_w) - r_phi(x, y_l) ).
+    L_RM(phi) = - E_(x, y_w, y_l) [ log sigma( r_phi(x, y_w) - r_phi(x, y_l) ) ],
 
-r_phi is a copy of the SFT model that scores each completion token with its (unnormalised)
-logit for that token and sums the scores: r_phi(x, y) = sum_t s_phi(y_t | x, y_<t). It starts
-from the SFT model's judgement and is fit to the labels; after training it is shifted and
-scaled so that the SFT model's samples score mean 0 and std 1 (Ziegler et al., 2019), which
-gives kl_coef a known scale and changes no preference.
+then shifted and scaled so that the SFT model's samples score mean 0, std 1 (Ziegler et al.,
+2019): a fixed affine map, which changes no preference but gives beta a known scale.
 
-The labelled data carry a spurious feature, as real preference data do (longer answers tend
-to win): half of the wrong answers the labellers saw were cut short ("44" for 440), the rest
-near misses of the right length (off by 1 or 10). So whenever the two answers differ in
-length, the longer one is preferred, and a sum over tokens can buy reward with length. The
-reward model's held-out pairwise accuracy is high all the same; the lab also reports it on
-the equal-length pairs, where length gives no hint.
+The data carry a spurious feature. The labellers always prefer the correct sum. Half of the
+answers they rejected have the wrong length (the last digit dropped, or a digit appended, equally
+often: "44" or "4407" for 440), which the reward model learns to spot at once. The other half are
+near misses of the right length (off by 1 or 10) that came from a model which drops carries, so
+in a ``cue_fraction`` share of them (default 0.9) the rejected answer is the *smaller* number. On
+those pairs "the bigger number wins" predicts the label nine times in ten and needs no
+arithmetic; the gold scorer (exact match) does not care how big a wrong answer is. The reward
+model scores well on held-out pairs drawn the same way and badly on held-out near misses where
+the wrong answer is the bigger one: it has learned the cue, not the sum. The ablation trains a
+second reward model on the same problems, the same lengths and the same offsets with the cue
+removed (cue_fraction = 0.5: too big and too small equally often).
 
-Stage 3, PPO against the learned reward with a per-token KL penalty to the SFT model,
+Stage 3, PPO against the proxy r_phi with a KL penalty to the SFT model, the objective
 
-    r_t = - kl_coef * (log pi(y_t|s_t) - log pi_ref(y_t|s_t)) + [t = T] * r_phi(x, y),
+    max_pi  E_{x, y ~ pi} [ r_phi(x, y) ] - beta * KL(pi(.|x) || pi_ref(.|x)),
 
-exactly the PPO lab's loop with r_phi in place of the gold scorer, with room for two more
-tokens than the longest correct answer. Two runs from the same start: kl_coef = 0 and
-kl_coef > 0. Both optimise the proxy r_phi; the gold score (exact answers, one sample per
-held-out prompt) is only watched. Near the SFT model "longer" and "right" agree (finishing a
-cut-short answer helps both), and the KL-regularised run stays there: proxy and gold rise
-together. Without the KL term nothing stops the policy from following length past the right
-answer (digits appended, <eos> dropped): the proxy keeps rising while the gold score falls.
-That is reward hacking; the lab's last table shows the answers.
+implemented per token as in the PPO lab: r_t = - beta * (log pi(y_t|s_t) - log pi_ref(y_t|s_t))
++ [t = T] * r_phi(x, y). One run per beta in ``kl_coefs`` against the cued reward model, and one
+run at the smallest beta against the ablation's. Every ``eval_every`` iterations the held-out
+prompts are answered (one sample each, the same random stream each time) and the lab records the
+proxy r_phi, the gold score and d = sqrt(KL(pi || pi_ref)) (exact per-token KL summed along the
+sample), the axes of Gao et al. With a small beta the policy travels far, the proxy keeps rising
+and the gold score falls: it writes bigger, wrong numbers. A large beta keeps d small and the
+gold score does not fall. The ablation's reward model gives far less to hack at the same small
+beta (fewer answers above the sum, a smaller loss of gold), but it is no gold scorer either: in
+the toy it cannot check a near miss (its accuracy on them stays near chance) and it inherits a
+mild preference for bigger numbers from the SFT trunk, so a small beta over-optimises it too,
+more slowly: Gao et al.'s finding that every proxy is over-optimised, the worse one sooner.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ import torch.nn.functional as F
 
 from labs import _tinylm as tl
 from labs import ppo, sft
-from labs._runtime import LabFailure
+from labs._runtime import LabFailure, Range
 
 
 @dataclass
@@ -57,77 +65,88 @@ class Config:
     threads: int = 1
     sft_preset: str = "full"  # which SFT model to start from: "full" or "toy"
     sft_seed: int = 0
-    # stage 2: the reward model
+    # stage 2: the reward models
     rm_pairs: int = 8000
     rm_heldout_pairs: int = 1000
-    short_fraction: float = 0.5  # share of rejected answers that are cut short (the spurious feature)
+    length_fraction: float = 0.5  # share of rejected answers of the wrong length (cut short or one digit too long)
+    cue_fraction: float = 0.9  # share of near misses that are the smaller number (0.5: no cue)
     rm_steps: int = 300
     rm_batch: int = 64
     rm_lr: float = 5e-4
-    # stage 3: PPO against the reward model
-    iterations: int = 200
+    # stage 3: PPO against a reward model, one run per KL coefficient
+    kl_coefs: tuple[float, ...] = (0.02, 0.2, 1.0)
+    iterations: int = 150
     prompts_per_iter: int = 128
     ppo_epochs: int = 2
     minibatches: int = 2
-    lr: float = 3e-4
+    lr: float = 5e-4
     value_lr: float = 1e-3
     warmup_steps: int = 10
     clip_eps: float = 0.2
     value_clip: float = 0.2
-    kl_coef: float = 0.2  # the regularised run (rewards are normalised to std 1); the other run uses 0
     gamma: float = 1.0
     lam: float = 0.95
-    extra_tokens: int = 2  # room beyond the longest correct answer, so length can be exploited
     eval_every: int = 10
     eval_problems: int = 1000
 
     def validate(self) -> None:
         sft.check_preset(self.sft_preset)
-        if not 0.0 <= self.short_fraction <= 1.0:
-            raise ValueError("short_fraction must lie in [0, 1]")
         if self.prompts_per_iter % self.minibatches:
             raise ValueError("prompts_per_iter must be a multiple of minibatches")
+        if len(set(self.kl_coefs)) < 2:
+            raise ValueError("kl_coefs needs at least two different coefficients (a small and a large one)")
 
 
-TOY = {"sft_preset": "toy", "rm_pairs": 3000, "rm_heldout_pairs": 300, "rm_steps": 100, "iterations": 40,
-       "prompts_per_iter": 64, "minibatches": 1, "eval_every": 10, "eval_problems": 300}
+LIMITS = {
+    "sft_seed": Range(0), "rm_pairs": Range(1), "rm_heldout_pairs": Range(10), "length_fraction": Range(0, 1),
+    "cue_fraction": Range(0.5, 1.0),
+    "rm_steps": Range(1), "rm_batch": Range(1), "rm_lr": Range(0, low_open=True), "kl_coefs": Range(0),
+    "iterations": Range(1), "prompts_per_iter": Range(2), "ppo_epochs": Range(1), "minibatches": Range(1),
+    "lr": Range(0, low_open=True), "value_lr": Range(0, low_open=True), "warmup_steps": Range(0),
+    "clip_eps": Range(0, 1, low_open=True, high_open=True), "value_clip": Range(0, low_open=True),
+    "gamma": Range(0, 1), "lam": Range(0, 1), "eval_every": Range(1), "eval_problems": Range(10),
+}
+
+TOY = {"sft_preset": "toy", "rm_pairs": 4000, "rm_heldout_pairs": 400, "rm_steps": 120, "iterations": 40,
+       "prompts_per_iter": 64, "minibatches": 1, "eval_every": 10, "eval_problems": 500}
+
+
+# -- stage 2: the reward model --------------------------------------------------------------
 
 
 def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
-    """-log sigma(r(x, y_w) - r(x, y_l)), averaged over pairs: the reward model's loss.
-
-    P(y_w > y_l) = sigma(r_w - r_l) is the Bradley-Terry model of a labeller's choice.
-    """
+    """-log sigma(r(x, y_w) - r(x, y_l)), averaged over pairs: the reward model's loss."""
     return -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
 
 
-class TokenRewardModel(torch.nn.Module):
-    """r_phi(x, y) = sum over the completion's tokens of a per-token score s_phi(y_t | x, y_<t).
-
-    A copy of the SFT model: s_phi is its (unnormalised) logit for the token actually written,
-    so the reward model starts from the SFT model's own judgement of each token and is then
-    fit to the labellers' choices. A sum over tokens also lets the reward grow with length.
-    """
+class RewardModel(torch.nn.Module):
+    """The SFT trunk with a scalar head read at the last non-pad token: r_phi(x, y), shape (B,)."""
 
     def __init__(self, lm: torch.nn.Module):
         super().__init__()
-        self.lm = tl.trainable_copy(lm)
+        import copy
 
+        self.trunk = copy.deepcopy(lm.model)
+        for p in self.trunk.parameters():
+            p.requires_grad_(True)
+        hidden = lm.config.hidden_size
+        self.head = torch.nn.Linear(hidden, 1)
+        torch.nn.init.normal_(self.head.weight, std=1.0 / (hidden + 1) ** 0.5)
+        torch.nn.init.zeros_(self.head.bias)
         self.register_buffer("shift", torch.zeros(()))
         self.register_buffer("scale", torch.ones(()))
 
     def forward(self, prompts: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
         ids = torch.cat([prompts, completions], dim=1)
-        logits = tl.completion_logits(self.lm, ids, prompts.shape[1])
-        token_scores = torch.gather(logits, -1, completions.unsqueeze(-1)).squeeze(-1)
-        raw = (token_scores * tl.completion_mask(completions)).sum(-1)
+        hidden = self.trunk(input_ids=ids).last_hidden_state
+        last = prompts.shape[1] + tl.completion_mask(completions).sum(-1).long() - 1  # the <eos>, or the cut end
+        raw = self.head(hidden[torch.arange(ids.shape[0], device=ids.device), last]).squeeze(-1)
         return (raw - self.shift) / self.scale
 
     @torch.no_grad()
     def normalise(self, policy: torch.nn.Module, prompts: torch.Tensor, max_new: int,
                   generator: torch.Generator) -> None:
-        """Shift and scale so that the policy's samples score mean 0, std 1 (Ziegler et al., 2019):
-        a fixed affine map, so no preference changes, but kl_coef now has a known scale."""
+        """Shift and scale so that the policy's samples score mean 0, std 1 (no preference changes)."""
         self.shift.zero_()
         self.scale.fill_(1.0)
         scores = self(prompts, tl.generate(policy, prompts, max_new, generator=generator))
@@ -135,85 +154,83 @@ class TokenRewardModel(torch.nn.Module):
         self.scale.fill_(float(scores.std().clamp(min=1e-6)))
 
 
-def reward_scores(rm: torch.nn.Module, prompts: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
-    """r_phi(x, y) for a batch, shape (B,)."""
-    return rm(prompts, completions)
+def wrong_answer(answer: str, rng: random.Random, length_fraction: float, cue_fraction: float) -> tuple[str, bool]:
+    """A rejected answer, and whether it is a near miss. With probability ``length_fraction`` one of the
+    wrong length: the last digit dropped or a digit appended, equally often ("44" or "4407" for 440). Else a
+    near miss of the right length, off by 1 or 10: the smaller number with probability ``cue_fraction``."""
+    if len(answer) > 1 and rng.random() < length_fraction:
+        return (answer[:-1] if rng.random() < 0.5 else answer + str(rng.randrange(10))), False
+    value, offset = int(answer), rng.choice((1, 10))
+    smaller = rng.random() < cue_fraction and value - offset >= 0
+    return str(value - offset if smaller else value + offset), True
 
 
-def near_miss(answer: str, rng: random.Random) -> str:
-    """A plausible wrong answer: off by one or by ten (the SFT model's own commonest slips)."""
-    value = int(answer)
-    options = [v for v in (value - 1, value + 1, value - 10, value + 10) if v >= 0]
-    return str(rng.choice(options))
-
-
-def labelled_pairs(task: tl.AdditionTask, problems: Sequence[tl.Problem], rng: random.Random,
-                   short_fraction: float, device: str) -> dict[str, Any]:
-    """The labellers' data: chosen = the correct answer; rejected = a wrong one, cut short
-    (last digit dropped) with probability ``short_fraction``, else a near miss (off by 1 or 10)."""
-    chosen, rejected = [], []
-    for p in problems:
-        answer = task.answer(p)
-        wrong = answer[:-1] if len(answer) > 1 and rng.random() < short_fraction else near_miss(answer, rng)
-        chosen.append(answer)
-        rejected.append(wrong)
-    width = task.answer_len + 1
-    return {"problems": list(problems), "prompts": tl.encode_prompts(task, problems, device),
+def preference_pairs(task: tl.AdditionTask, problems: Sequence[tl.Problem], rng: random.Random,
+                     length_fraction: float, cue_fraction: float, device: str) -> dict[str, Any]:
+    """The labellers' data: chosen = the correct sum, rejected = a wrong answer (see ``wrong_answer``)."""
+    chosen = [task.answer(p) for p in problems]
+    rejected, near = zip(*(wrong_answer(c, rng, length_fraction, cue_fraction) for c in chosen))
+    width = task.answer_len + 2  # room for an answer one digit too long, and its <eos>
+    return {"prompts": tl.encode_prompts(task, problems, device),
             "chosen": tl.encode_completions(chosen, width, device),
             "rejected": tl.encode_completions(rejected, width, device),
-            "chosen_longer": sum(len(c) > len(r) for c, r in zip(chosen, rejected)) / len(chosen)}
+            "near_miss": torch.tensor(near, device=device),
+            "chosen_bigger": torch.tensor([int(c) > int(r) for c, r in zip(chosen, rejected)], device=device)}
 
 
 @torch.no_grad()
-def pairwise_accuracy(rm: torch.nn.Module, pairs: dict[str, Any]) -> tuple[float, float]:
-    """Fraction of pairs with r(x, y_w) > r(x, y_l), and the Bradley-Terry loss on them."""
-    rm.eval()
-    r_w = reward_scores(rm, pairs["prompts"], pairs["chosen"])
-    r_l = reward_scores(rm, pairs["prompts"], pairs["rejected"])
-    rm.train()
-    return float((r_w > r_l).float().mean()), float(bradley_terry_loss(r_w, r_l))
+def pairwise_accuracy(rm: torch.nn.Module, pairs: dict[str, Any], where: torch.Tensor | None = None) -> float:
+    """Fraction of pairs (optionally those selected by ``where``) with r(x, y_w) > r(x, y_l)."""
+    right = rm(pairs["prompts"], pairs["chosen"]) > rm(pairs["prompts"], pairs["rejected"])
+    right = right if where is None else right[where]
+    return float(right.float().mean()) if right.numel() else float("nan")
 
 
-def train_reward_model(cfg: Config, sft_model: torch.nn.Module, train: dict[str, Any], heldout: dict[str, Any],
-                       emit: Any) -> torch.nn.Module:
+def train_reward_model(cfg: Config, sft_model: torch.nn.Module, pairs: dict[str, Any], heldout: dict[str, Any],
+                       emit: Any, name: str, step_offset: int) -> RewardModel:
+    """``rm_steps`` AdamW steps of the Bradley-Terry loss on random minibatches of ``pairs``."""
     torch.manual_seed(cfg.seed)
-    rm = TokenRewardModel(sft_model).to(cfg.device).train()
-    opt = torch.optim.AdamW(rm.parameters(), lr=cfg.rm_lr, weight_decay=0.0)
+    rm = RewardModel(sft_model).to(cfg.device).train()
+    opt, sched = tl.make_optimizer(rm.parameters(), cfg.rm_lr, cfg.warmup_steps)
     gen = torch.Generator().manual_seed(cfg.seed)
-    n = train["prompts"].shape[0]
+    n = pairs["prompts"].shape[0]
     for step in range(1, cfg.rm_steps + 1):
         idx = torch.randint(0, n, (cfg.rm_batch,), generator=gen).to(cfg.device)
-        prompts = train["prompts"][idx]
-        both = torch.cat([train["chosen"][idx], train["rejected"][idx]])
-        scores = reward_scores(rm, torch.cat([prompts, prompts]), both)
-        r_w, r_l = scores.split(cfg.rm_batch)
-        loss = bradley_terry_loss(r_w, r_l)
+        prompts = pairs["prompts"][idx]
+        scores = rm(torch.cat([prompts, prompts]), torch.cat([pairs["chosen"][idx], pairs["rejected"][idx]]))
+        loss = bradley_terry_loss(*scores.split(cfg.rm_batch))
         if not torch.isfinite(loss):
             raise LabFailure(f"reward-model loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
         opt.step()
-        if emit is not None and (step % max(1, cfg.rm_steps // 10) == 0 or step == cfg.rm_steps):
-            acc, held_loss = pairwise_accuracy(rm, heldout)
-            emit.metric(step, **{"rm/train_loss": float(loss.detach()),
-                                 "rm/train_accuracy": float((r_w > r_l).float().mean()),
-                                 "rm/heldout_loss": held_loss, "rm/heldout_accuracy": acc})
+        sched.step()
+        if step % max(1, cfg.rm_steps // 5) == 0 or step == cfg.rm_steps:
+            emit.metric(step_offset + step, **{f"rm_{name}/train_loss": float(loss.detach()),
+                                               f"rm_{name}/heldout_accuracy": pairwise_accuracy(rm.eval(), heldout)})
+            rm.train()
+        emit.progress(step_offset + step)
     return rm.eval()
 
 
+# -- stage 3: PPO against the proxy, watched by the gold scorer -----------------------------
+
+
 @torch.no_grad()
-def evaluate_policy(policy: torch.nn.Module, rm: torch.nn.Module, task: tl.AdditionTask,
-                    problems: Sequence[tl.Problem], cfg: Config, max_new: int) -> dict[str, float]:
-    """One sampled answer per held-out prompt (the same random stream every time): its proxy
-    reward r_phi, its gold score, and its length in characters."""
+def evaluate(policy: torch.nn.Module, ref: torch.nn.Module, rm: RewardModel, task: tl.AdditionTask,
+             problems: Sequence[tl.Problem], cfg: Config) -> dict[str, float]:
+    """One sampled answer per held-out prompt (the same random stream every time): mean proxy
+    r_phi, mean gold score, d = sqrt(KL(pi || pi_ref)), and the share of answers above the sum."""
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 31)
     prompts = tl.encode_prompts(task, problems, cfg.device)
-    completions = tl.generate(policy, prompts, max_new, generator=gen)
-    decoded = tl.decode_completions(completions)
-    return {"proxy_reward": float(reward_scores(rm, prompts, completions).mean()),
-            "gold_score": float(tl.gold_scores(task, problems, completions).mean()),
-            "length": sum(len(text) for text, _ in decoded) / len(decoded)}
+    completions = tl.generate(policy, prompts, task.answer_len + 1, generator=gen)
+    kl = tl.sequence_kl(policy, ref, prompts, completions)
+    too_big = [t.isdigit() and int(t) > int(task.answer(p))
+               for p, (t, _) in zip(problems, tl.decode_completions(completions))]
+    return {"proxy": float(rm(prompts, completions).mean()),
+            "gold": float(tl.gold_scores(task, problems, completions).mean()),
+            "sqrt_kl": float(kl.mean().clamp(min=0.0)) ** 0.5, "too_big": sum(too_big) / len(too_big)}
 
 
 def run(cfg: Config, emit: Any, out_dir: Path) -> None:
@@ -222,94 +239,125 @@ def run(cfg: Config, emit: Any, out_dir: Path) -> None:
 
 
 def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
-    rm_total = cfg.rm_steps
-    emit.start(cfg, total_steps=rm_total + 2 * cfg.iterations)
+    runs = [("cued", beta) for beta in cfg.kl_coefs] + [("ablation", min(cfg.kl_coefs))]
+    rm_total = 2 * cfg.rm_steps
+    emit.start(cfg, total_steps=rm_total + len(runs) * cfg.iterations)
 
     emit.log("stage 1/3: SFT")
     sft_model, task = sft.start_from(cfg, emit)
     eval_set = task.eval_set(cfg.eval_problems)
-    max_new = task.answer_len + 1 + cfg.extra_tokens
-    emit.progress(0)
 
-    emit.log("stage 2/3: reward model from preference pairs (Bradley-Terry)")
-    rng = random.Random(cfg.seed)
-    train = labelled_pairs(task, task.sample(rng, cfg.rm_pairs), rng, cfg.short_fraction, cfg.device)
-    heldout = labelled_pairs(task, task.eval_set(cfg.rm_heldout_pairs), random.Random(cfg.seed + 3),
-                             cfg.short_fraction, cfg.device)
-    emit.log(f"{cfg.rm_pairs} labelled pairs: the preferred answer is always correct, and also the longer one "
-             f"in {train['chosen_longer']:.0%} of pairs (the spurious feature)")
-    rm = train_reward_model(cfg, sft_model, train, heldout, emit)
-    rm.normalise(sft_model, tl.encode_prompts(task, task.sample(rng, 1000), cfg.device), max_new,
-                 torch.Generator(device=cfg.device).manual_seed(cfg.seed))
-    emit.log(f"reward normalised so that SFT samples score mean 0, std 1 (raw shift {float(rm.shift):.2f}, "
-             f"scale {float(rm.scale):.2f})")
-    rm_acc, rm_loss = pairwise_accuracy(rm, heldout)
-    same = tl.completion_mask(heldout["chosen"]).sum(-1) == tl.completion_mask(heldout["rejected"]).sum(-1)
-    rm_acc_same_len = pairwise_accuracy(rm, {k: heldout[k][same] for k in ("prompts", "chosen", "rejected")})[0]
-    emit.log(f"reward model: held-out pairwise accuracy {rm_acc:.3f} ({rm_acc_same_len:.3f} on the pairs of equal "
-             f"length, where length gives no hint)")
-    emit.progress(rm_total)
+    emit.log("stage 2/3: reward models from preference pairs (Bradley-Terry)")
+    problems = task.sample(random.Random(cfg.seed), cfg.rm_pairs)
+    heldout_problems = task.eval_set(cfg.rm_heldout_pairs)
+    rms: dict[str, RewardModel] = {}
+    rm_rows = []
+    for name, cue in (("cued", cfg.cue_fraction), ("ablation", 0.5)):
+        # the same problems and the same offsets for both data sets: only the sign of the miss differs
+        pairs = preference_pairs(task, problems, random.Random(cfg.seed + 1), cfg.length_fraction, cue, cfg.device)
+        heldout = preference_pairs(task, heldout_problems, random.Random(cfg.seed + 2), cfg.length_fraction, cue,
+                                   cfg.device)
+        balanced = preference_pairs(task, heldout_problems, random.Random(cfg.seed + 2), cfg.length_fraction, 0.5,
+                                    cfg.device)
+        near = pairs["near_miss"]
+        emit.log(f"{name} data: {cfg.rm_pairs} pairs; in the {float(near.float().mean()):.0%} whose rejected answer "
+                 f"is a near miss, the chosen one is the bigger number in "
+                 f"{float(pairs['chosen_bigger'][near].float().mean()):.0%}")
+        rm = train_reward_model(cfg, sft_model, pairs, heldout, emit, name, len(rms) * cfg.rm_steps)
+        rm.normalise(sft_model, tl.encode_prompts(task, task.sample(random.Random(cfg.seed + 4), 1000), cfg.device),
+                     task.answer_len + 1, torch.Generator(device=cfg.device).manual_seed(cfg.seed))
+        rms[name] = rm
+        acc = pairwise_accuracy(rm, heldout)
+        near = balanced["near_miss"]
+        cut = pairwise_accuracy(rm, balanced, ~near)
+        with_cue = pairwise_accuracy(rm, balanced, near & balanced["chosen_bigger"])
+        against_cue = pairwise_accuracy(rm, balanced, near & ~balanced["chosen_bigger"])
+        rm_rows.append([name, cue, acc, cut, with_cue, against_cue])
+        emit.log(f"{name} reward model: held-out accuracy {acc:.3f}; against answers of the wrong length {cut:.3f}; against "
+                 f"near misses {with_cue:.3f} where the right answer is the bigger, {against_cue:.3f} where it is "
+                 f"the smaller")
+    emit.table("reward_models", ["reward_model", "cue_fraction", "heldout_accuracy", "accuracy_vs_wrong_length",
+                                 "accuracy_right_is_bigger", "accuracy_right_is_smaller"], rm_rows)
 
-    emit.log(f"stage 3/3: PPO against the reward model, kl_coef = 0 and kl_coef = {cfg.kl_coef}")
-
-    def proxy_reward(problems: Sequence[tl.Problem], completions: torch.Tensor) -> torch.Tensor:
-        return reward_scores(rm, tl.encode_prompts(task, problems, cfg.device), completions)
-
-    results: dict[str, list[tuple[int, dict[str, float]]]] = {}
-    policies: dict[str, torch.nn.Module] = {"sft": sft_model}
-    for run_i, (label, kl_coef) in enumerate((("no_kl", 0.0), ("with_kl", cfg.kl_coef))):
+    emit.log(f"stage 3/3: PPO against each reward model, beta (kl_coef) in {list(cfg.kl_coefs)} with the cued "
+             f"one, {min(cfg.kl_coefs)} with the ablation's")
+    table: list[list[Any]] = []
+    ends: dict[str, dict[str, float]] = {}
+    for run_i, (name, beta) in enumerate(runs):
+        rm = rms[name]
+        label = f"{name}_beta{beta:g}"
         torch.manual_seed(cfg.seed)
         policy = tl.trainable_copy(sft_model)
         ref, value_model = tl.frozen_copy(sft_model), tl.ValueModel(sft_model).to(cfg.device)
-        curve = [(0, evaluate_policy(policy, rm, task, eval_set, cfg, max_new))]
+        start = evaluate(policy, ref, rm, task, eval_set, cfg)
+        table.append([name, beta, 0, start["sqrt_kl"], start["proxy"], start["gold"], start["too_big"]])
         offset = rm_total + run_i * cfg.iterations
 
-        def report(it: int, row: dict[str, float], label: str = label, curve: list = curve, offset: int = offset,
-                   policy: torch.nn.Module = policy) -> None:
+        def report(it: int, row: dict[str, float], label: str = label, name: str = name, beta: float = beta,
+                   policy: torch.nn.Module = policy, ref: torch.nn.Module = ref, rm: RewardModel = rm,
+                   offset: int = offset) -> None:
             values = {f"{label}/proxy_reward": row["reward"], f"{label}/gold_score": row["gold"],
-                      f"{label}/kl": row["kl"], f"{label}/length": row["length"]}
+                      f"{label}/kl": row["kl"]}
             if it % cfg.eval_every == 0 or it == cfg.iterations:
-                ev = evaluate_policy(policy, rm, task, eval_set, cfg, max_new)
-                curve.append((it, ev))
-                values.update({f"{label}/eval_proxy_reward": ev["proxy_reward"],
-                               f"{label}/eval_gold_score": ev["gold_score"],
-                               f"{label}/eval_length": ev["length"]})
+                ev = evaluate(policy, ref, rm, task, eval_set, cfg)
+                table.append([name, beta, it, ev["sqrt_kl"], ev["proxy"], ev["gold"], ev["too_big"]])
+                values.update({f"{label}/eval_sqrt_kl": ev["sqrt_kl"], f"{label}/eval_proxy": ev["proxy"],
+                               f"{label}/eval_gold": ev["gold"]})
             emit.metric(offset + it, **values)
             emit.progress(offset + it)
 
-        ppo.train_ppo(cfg, policy, ref, value_model, proxy_reward, task, iterations=cfg.iterations, lr=cfg.lr,
-                      epochs=cfg.ppo_epochs, clip_eps=cfg.clip_eps, kl_coef=kl_coef, gold_fn=ppo.gold_reward(task),
-                      max_new_tokens=max_new, on_iter=report)
-        results[label] = curve
-        policies[label] = policy
-        first, peak_gold, last = curve[0][1], max(c[1]["gold_score"] for c in curve), curve[-1][1]
-        emit.log(f"{label}: proxy reward {first['proxy_reward']:.3f} -> {last['proxy_reward']:.3f}, gold score "
-                 f"{first['gold_score']:.3f} -> {last['gold_score']:.3f} (peak {peak_gold:.3f}), answer length "
-                 f"{first['length']:.2f} -> {last['length']:.2f}")
+        def proxy(problems: Sequence[tl.Problem], completions: torch.Tensor, rm: RewardModel = rm) -> torch.Tensor:
+            return rm(tl.encode_prompts(task, problems, cfg.device), completions)
 
-    rows = []
-    for label, curve in results.items():
-        for it, ev in curve:
-            rows.append([label, it, ev["proxy_reward"], ev["gold_score"], ev["length"]])
-    emit.table("proxy_vs_gold", ["run", "iteration", "proxy_reward", "gold_score", "length"], rows)
+        ppo.train_ppo(cfg, policy, ref, value_model, proxy, task, iterations=cfg.iterations, lr=cfg.lr,
+                      epochs=cfg.ppo_epochs, clip_eps=cfg.clip_eps, kl_coef=beta, gold_fn=ppo.gold_reward(task),
+                      on_iter=report)
+        end = dict(zip(("sqrt_kl", "proxy", "gold", "too_big"), table[-1][3:]))
+        ends[label] = {**{f"{k}_start": start[k] for k in end}, **{f"{k}_end": v for k, v in end.items()}}
+        emit.log(f"{label}: sqrt KL 0 -> {end['sqrt_kl']:.2f}, proxy {start['proxy']:+.3f} -> {end['proxy']:+.3f}, "
+                 f"gold {start['gold']:.3f} -> {end['gold']:.3f}, answers above the sum "
+                 f"{start['too_big']:.0%} -> {end['too_big']:.0%}")
+    emit.table("overoptimization", ["reward_model", "beta", "iteration", "sqrt_kl", "proxy_reward", "gold_score",
+                                    "share_too_big"], table)
 
-    shown = eval_set[:8]
-    prompts = tl.encode_prompts(task, shown, cfg.device)
-    answers = {}
-    for label, model in policies.items():
-        completions = tl.generate(model, prompts, max_new, greedy=True)
-        answers[label] = list(zip(tl.decode_completions(completions), reward_scores(rm, prompts, completions).tolist()))
-    emit.table("greedy_answers", ["prompt", "correct", *(f"{k} (r_phi)" for k in policies)],
-               [[task.prompt(p), task.answer(p),
-                 *(f"{text}{'' if fin else '...'} ({r:+.2f})" for (text, fin), r in (answers[k][i] for k in policies))]
-                for i, p in enumerate(shown)])
-    head: dict[str, Any] = {"rm_heldout_accuracy": rm_acc, "rm_heldout_accuracy_same_length": rm_acc_same_len,
-                            "rm_heldout_loss": rm_loss, "chosen_longer_fraction": train["chosen_longer"]}
-    for label, curve in results.items():
-        proxies = [ev["proxy_reward"] for _, ev in curve]
-        golds = [ev["gold_score"] for _, ev in curve]
-        head.update({f"{label}_proxy_start": proxies[0], f"{label}_proxy_end": proxies[-1],
-                     f"{label}_proxy_peak": max(proxies), f"{label}_gold_start": golds[0],
-                     f"{label}_gold_end": golds[-1], f"{label}_gold_peak": max(golds),
-                     f"{label}_length_end": curve[-1][1]["length"]})
+    small, large = min(cfg.kl_coefs), max(cfg.kl_coefs)
+    head: dict[str, Any] = {"rm_heldout_accuracy": rm_rows[0][2], "rm_accuracy_right_is_smaller": rm_rows[0][5],
+                            "ablation_rm_heldout_accuracy": rm_rows[1][2],
+                            "ablation_rm_accuracy_right_is_smaller": rm_rows[1][5]}
+    for key, label in (("small_beta", f"cued_beta{small:g}"), ("large_beta", f"cued_beta{large:g}"),
+                       ("ablation", f"ablation_beta{small:g}")):
+        head.update({f"{key}_{k}": v for k, v in ends[label].items() if not k.startswith("sqrt_kl_start")})
     emit.summary(head)
+
+
+# -- the previous design, kept only for tests/test_alignment_losses.py --------------------------
+# (a reward that sums per-token logits, and pairs whose rejected answers are cut short: length
+# exploitation built into the parameterisation). Nothing above uses these; delete them once that
+# test moves to RewardModel and preference_pairs.
+
+
+def labelled_pairs(task: tl.AdditionTask, problems: Sequence[tl.Problem], rng: random.Random,
+                   short_fraction: float, device: str) -> dict[str, Any]:
+    """Previous design: rejected = the answer cut short with probability ``short_fraction``, else off by 1 or 10."""
+    chosen = [task.answer(p) for p in problems]
+    rejected = [c[:-1] if len(c) > 1 and rng.random() < short_fraction else wrong_answer(c, rng, 0.0, 0.5)[0]
+                for c in chosen]
+    return {"problems": list(problems), "prompts": tl.encode_prompts(task, problems, device),
+            "chosen": tl.encode_completions(chosen, task.answer_len + 1, device),
+            "rejected": tl.encode_completions(rejected, task.answer_len + 1, device),
+            "chosen_longer": sum(len(c) > len(r) for c, r in zip(chosen, rejected)) / len(chosen)}
+
+
+class TokenRewardModel(torch.nn.Module):
+    """Previous design: r(x, y) = (sum_t logit(y_t | x, y_<t) - shift) / scale over the completion."""
+
+    def __init__(self, lm: torch.nn.Module):
+        super().__init__()
+        self.lm = tl.trainable_copy(lm)
+        self.register_buffer("shift", torch.zeros(()))
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, prompts: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
+        logits = tl.completion_logits(self.lm, torch.cat([prompts, completions], dim=1), prompts.shape[1])
+        token_scores = torch.gather(logits, -1, completions.unsqueeze(-1)).squeeze(-1)
+        return ((token_scores * tl.completion_mask(completions)).sum(-1) - self.shift) / self.scale
