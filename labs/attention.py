@@ -7,8 +7,10 @@
        bytes = 2 (K and V) * layers * h_kv * head_dim * tokens * batch * bytes_per_number
 
    and shrinks by h / h_kv. The lab builds a small decoder for each variant, decodes with a
-   preallocated cache, and reports the cache's bytes (measured from its tensors) next to the
-   formula, and tokens per second.
+   cache for exactly the prompt and the new tokens, under the memory tracker of part 2, and
+   measures the cache as the bytes released when it is dropped afterwards: what it really
+   allocated, not what its shapes claim (a cache that kept all h heads would measure h / h_kv
+   times the formula). Reported next to the formula, with tokens per second.
 
 2. Tiled attention with an online softmax (the Flash Attention algorithm, Dao et al. 2022).
    O = softmax(Q K^T / sqrt(d)) V, computed one block of queries at a time against one block
@@ -22,12 +24,14 @@
    exists: the largest score tensor is block_q x block_k. The lab checks it against naive
    attention (within 1e-5) and measures peak memory against sequence length by tracking every
    tensor the computation allocates (a TorchDispatchMode that adds each new storage's bytes and
-   subtracts them when the last tensor using it is freed): naive grows as T^2, tiled as T.
+   subtracts them when the last tensor using it is freed): naive grows as T^2, tiled at most as T.
 
 3. Decoding with and without a KV cache. Without a cache, token t re-runs the model over all t
    tokens so far (cost ~ t; N tokens ~ N^2). With a cache, only the new token is projected and
    attends to the cached keys (cost ~ 1 plus a cheap ~t attention read; N tokens ~ N). Both give
-   the same tokens and logits. The lab fits the growth exponent of the cumulative time.
+   the same tokens and logits. The lab counts each step's FLOPs (torch's FlopCounterMode; the
+   decoder's attention is plain matmuls so that all of it is counted) and times each step, and
+   fits the growth exponent of the cumulative FLOPs and of the cumulative time.
 
 A CPU is compute- not bandwidth-starved at these sizes, so MQA's speed gain is smaller here than
 on a GPU, where decoding is limited by reading the cache; the memory saving is exact anywhere.
@@ -35,6 +39,7 @@ on a GPU, where decoding is limited by reading the cache; the memory saving is e
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import weakref
@@ -45,8 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
 
-from labs._runtime import Emitter, LabFailure
+from labs._runtime import Emitter, LabFailure, Range
 from labs._tinylm import cpu_threads
 
 
@@ -71,16 +77,16 @@ class Config:
     # with vs without a cache (short prompt, so that the cost is dominated by generated tokens)
     cache_compare_tokens: int = 384
 
-    def validate(self) -> None:
-        if any(self.n_heads % h for h in self.kv_heads) or min(self.kv_heads) < 1:
-            raise ValueError("every kv_heads value must divide n_heads")
+    def validate(self) -> None:  # single-field bounds are in LIMITS below
+        if any(self.n_heads % h for h in self.kv_heads):
+            raise ValueError("kv_heads: every value must divide n_heads")
         if self.d_model % self.n_heads:
             raise ValueError("d_model must divide by n_heads")
-        if min(self.seq_lens) < 1 or self.block_q < 1 or self.block_k < 1:
-            raise ValueError("seq_lens and block sizes must be positive")
-        if self.cache_compare_tokens < 16 or self.decode_tokens < 1 or self.prompt_len < 1:
-            raise ValueError("cache_compare_tokens must be >= 16; decode_tokens and prompt_len >= 1")
 
+
+LIMITS = {"d_model": Range(1), "n_heads": Range(1), "kv_heads": Range(1), "n_layers": Range(1), "vocab": Range(2),
+          "prompt_len": Range(1), "decode_tokens": Range(1), "attn_heads": Range(1), "head_dim": Range(1),
+          "seq_lens": Range(1), "block_q": Range(1), "block_k": Range(1), "cache_compare_tokens": Range(16)}
 
 TOY = {"d_model": 256, "n_layers": 2, "vocab": 256, "prompt_len": 256, "decode_tokens": 64,
        "seq_lens": (256, 512, 1024), "block_q": 64, "block_k": 64, "cache_compare_tokens": 160}
@@ -179,10 +185,6 @@ class KVCache:
         self.v = [torch.zeros(batch, kv_heads, max_len, head_dim, device=device) for _ in range(n_layers)]
         self.length = 0
 
-    def nbytes(self) -> int:
-        """Bytes of the cache's filled part (the tokens it holds)."""
-        return sum(t[:, :, :self.length].numel() * t.element_size() for t in self.k + self.v)
-
 
 class Block(torch.nn.Module):
     def __init__(self, d: int, n_heads: int, kv_heads: int):
@@ -206,8 +208,8 @@ class Block(torch.nn.Module):
             k, v = cache.k[layer][:, :, :start + t], cache.v[layer][:, :, :start + t]
         group = self.h // self.h_kv  # query head j reads key/value head j // group
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-        att = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1) if k.shape[2] == t else \
-            naive_attention(q, k, v, causal=True)  # new queries after cached keys: offset causal mask
+        # offset causal mask for new queries after cached keys; plain matmuls so that FlopCounterMode sees them
+        att = naive_attention(q, k, v, causal=True)
         x = x + self.wo(att.transpose(1, 2).reshape(b, t, d))
         return x + self.mlp(self.ln2(x))
 
@@ -240,8 +242,10 @@ def kv_cache_bytes(n_layers: int, kv_heads: int, head_dim: int, tokens: int, bat
 
 
 @torch.no_grad()
-def generate(model: Decoder, prompt: torch.Tensor, n_new: int, use_cache: bool, device: str):
-    """Greedy decoding; returns tokens, the logits of each new token, and each step's seconds."""
+def generate(model: Decoder, prompt: torch.Tensor, n_new: int, use_cache: bool, device: str,
+             count_flops: bool = False):
+    """Greedy decoding; returns tokens, the logits of each new token, each step's cost (seconds, or
+    the FLOPs torch's FlopCounterMode counts when ``count_flops``) and the cache."""
     cache = model.new_cache(prompt.shape[0], prompt.shape[1] + n_new, device) if use_cache else None
     seq, logits_seen, times = prompt, [], []
     logits = model(prompt, cache)[:, -1]  # prefill
@@ -250,9 +254,23 @@ def generate(model: Decoder, prompt: torch.Tensor, n_new: int, use_cache: bool, 
         seq = torch.cat([seq, nxt], dim=1)
         logits_seen.append(logits)
         t0 = time.perf_counter()
-        logits = (model(nxt, cache) if use_cache else model(seq))[:, -1]
-        times.append(time.perf_counter() - t0)
+        with FlopCounterMode(display=False) if count_flops else contextlib.nullcontext() as counter:
+            logits = (model(nxt, cache) if use_cache else model(seq))[:, -1]
+        times.append(counter.get_total_flops() if count_flops else time.perf_counter() - t0)
     return seq, torch.stack(logits_seen), times, cache
+
+
+def measured_cache_bytes(model: Decoder, prompt: torch.Tensor, n_new: int, device: str) -> tuple[int, int]:
+    """Decode under the MemoryTracker, then drop the cache: the bytes that go with it are what the
+    cache really allocated. Returns (bytes, tokens held in the cache)."""
+    with MemoryTracker() as tracker:
+        _, _, _, cache = generate(model, prompt, n_new, True, device)
+        tokens, held = cache.length, tracker.live
+        del cache  # the cache's tensors are referenced nowhere else: their storages are freed now
+        released = held - tracker.live
+    if released <= 0:
+        raise LabFailure("the memory tracker saw no allocation for the KV cache")
+    return released, tokens
 
 
 def growth_exponent(step_times: list[float]) -> float:
@@ -267,18 +285,16 @@ def growth_exponent(step_times: list[float]) -> float:
 def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     total = len(cfg.seq_lens) + len(cfg.kv_heads) + 1
     emit.start(cfg, total_steps=total)
-    with cpu_threads(1):  # stable timings on a shared CPU
+    with cpu_threads(1):  # one thread unless --threads says otherwise: steadier timings on a shared CPU
         _run(cfg, emit, out_dir, total)
 
 
 def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
-    device = cfg.device
-    done = 0
+    device, done = cfg.device, 0
 
     # 1. tiled vs naive attention: equality and peak memory
     gen = torch.Generator().manual_seed(cfg.seed)
-    rows = []
-    worst = 0.0
+    rows, worst = [], 0.0
     for t in cfg.seq_lens:
         q, k, v = (torch.randn(1, cfg.attn_heads, t, cfg.head_dim, generator=gen).to(device) for _ in range(3))
         measured = {}
@@ -316,16 +332,14 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
         torch.manual_seed(cfg.seed)
         model = Decoder(cfg, h_kv, max_len).to(device).eval()
         generate(model, prompt[:, :16], 4, True, device)  # warm-up
-        _, _, times, cache = generate(model, prompt, cfg.decode_tokens, True, device)
-        measured_bytes = cache.nbytes()
-        formula = kv_cache_bytes(cfg.n_layers, h_kv, head_dim, cache.length)
-        if measured_bytes != formula:
-            raise LabFailure(f"KV cache of {h_kv} heads holds {measured_bytes} bytes, formula says {formula}")
+        _, _, times, _ = generate(model, prompt, cfg.decode_tokens, True, device)  # timed, untracked
+        measured_bytes, tokens = measured_cache_bytes(model, prompt, cfg.decode_tokens, device)
+        formula = kv_cache_bytes(cfg.n_layers, h_kv, head_dim, tokens)
         name = "MHA" if h_kv == cfg.n_heads else "MQA" if h_kv == 1 else f"GQA-{h_kv}"
         tps = len(times) / sum(times)
         speeds[name] = tps
         params = sum(p.numel() for p in model.parameters())
-        variant_rows.append([name, h_kv, params, cache.length, measured_bytes, formula,
+        variant_rows.append([name, h_kv, params, tokens, measured_bytes, formula,
                              cfg.n_heads / h_kv, tps])
         emit.metric(h_kv, **{"decode/tokens_per_s": tps, "kv/bytes": measured_bytes})
         done += 1
@@ -344,31 +358,42 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
     cache_err = (logits_c - logits_n).abs().max().item()
     if cache_err > 1e-4:
         raise LabFailure(f"cached logits differ from uncached ones by {cache_err:.3g}")
+    # the same decoding again, counting each step's FLOPs instead of timing it (a count: no noise)
+    flops_c, flops_n = (generate(model, short, cfg.cache_compare_tokens, use_cache, device, count_flops=True)[2]
+                        for use_cache in (True, False))
     n = len(times_c)
     marks = sorted({n // 8, n // 4, n // 2, n - 1})
-    emit.table("decode_cost", ["token_index", "step_ms_with_cache", "step_ms_without_cache",
-                               "cumulative_s_with_cache", "cumulative_s_without_cache"],
-               [[i + 1, 1000 * times_c[i], 1000 * times_n[i], sum(times_c[: i + 1]), sum(times_n[: i + 1])] for i in marks])
+    emit.table("decode_cost", ["token_index", "step_ms_with_cache", "step_ms_without_cache", "step_flops_with_cache",
+                               "step_flops_without_cache", "cumulative_s_with_cache", "cumulative_s_without_cache"],
+               [[i + 1, 1000 * times_c[i], 1000 * times_n[i], flops_c[i], flops_n[i], sum(times_c[: i + 1]),
+                 sum(times_n[: i + 1])] for i in marks])
     exp_c, exp_n = growth_exponent(times_c), growth_exponent(times_n)
+    fexp_c, fexp_n = growth_exponent(flops_c), growth_exponent(flops_n)
     emit.log(f"decoding {n} tokens: {n / sum(times_c):.0f} tokens/s with the cache, {n / sum(times_n):.0f} without; "
-             f"cumulative time grows as N^{exp_c:.2f} with, N^{exp_n:.2f} without")
+             f"cumulative FLOPs grow as N^{fexp_c:.2f} with, N^{fexp_n:.2f} without "
+             f"(time: N^{exp_c:.2f} and N^{exp_n:.2f})")
     done += 1
     emit.progress(done)
 
-    mha = variant_rows[0]
+    by_heads = {r[1]: r for r in variant_rows}
+    mha, mqa = by_heads.get(cfg.n_heads), by_heads.get(1)
     emit.summary({
         "tiled_max_abs_err": worst,
         "naive_peak_bytes_at_max_len": rows[-1][4],
         "tiled_peak_bytes_at_max_len": rows[-1][5],
         "naive_memory_growth_exponent": naive_growth,
         "tiled_memory_growth_exponent": tiled_growth,
-        "kv_bytes_mha": mha[4],
-        "kv_bytes_mqa": next((r[4] for r in variant_rows if r[1] == 1), None),
-        "kv_bytes_match_formula": True,
+        "kv_bytes_mha": mha[4] if mha else None,
+        "kv_bytes_mqa": mqa[4] if mqa else None,
+        "kv_bytes_formula_max_rel_err": max(abs(r[4] / r[5] - 1) for r in variant_rows),
         **{f"decode_tokens_per_s_{k.lower().replace('-', '')}": v for k, v in speeds.items()},
         "tokens_per_s_with_cache": n / sum(times_c),
         "tokens_per_s_without_cache": n / sum(times_n),
         "cache_speedup": sum(times_n) / sum(times_c),
+        "flops_with_cache": sum(flops_c),
+        "flops_without_cache": sum(flops_n),
+        "flops_exponent_with_cache": fexp_c,
+        "flops_exponent_without_cache": fexp_n,
         "time_exponent_with_cache": exp_c,
         "time_exponent_without_cache": exp_n,
         "cache_vs_no_cache_max_logit_diff": cache_err,
