@@ -22,7 +22,10 @@ about. The CQL term pushes down a soft maximum over all actions while pushing up
 in D, so unseen actions end up below the data's values: the greedy policy stays on the data,
 but, unlike cloning, it can still pick the better of the routes D contains.
 
-Reported: each greedy policy's return (gamma-free, capped at ``eval_max_steps``), the mean Q on
+Reported: each greedy policy's return (gamma-free, capped at ``eval_max_steps``) next to the
+optimal return, obtained the same way: Q* by value iteration on the environment's known
+transition table (Q(s,a) <- sum_s' P(s'|s,a) [r + gamma (1 - d) max_a' Q(s',a')] until it stops
+changing), then its greedy policy rolled out in the environment. Also the mean Q on
 the (state, action) pairs of D and on out-of-distribution pairs (a state of D with an action D
 never took there), both next to the true Q* from value iteration on the known model, and a sweep
 of alpha (alpha = 0 is naive DQN).
@@ -39,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from labs._runtime import Emitter, LabFailure
+from labs._runtime import Emitter, LabFailure, Range
 from labs._tinylm import cpu_threads
 
 ENV_ID = "CliffWalking-v1"
@@ -83,6 +86,12 @@ class Config:
         if self.eval_max_steps < 13:
             raise ValueError("eval_max_steps must be >= 13 (the shortest path)")
 
+
+LIMITS = {"episodes": Range(1), "epsilon": Range(0, 1), "safe_route_prob": Range(0, 1),
+          "max_episode_steps": Range(1), "gamma": Range(0, 1, low_open=True, high_open=True), "hidden": Range(1),
+          "lr": Range(0, low_open=True), "batch_size": Range(1), "train_steps": Range(1), "target_every": Range(1),
+          "cql_alpha": Range(0, low_open=True), "alpha_sweep": Range(0, may_be_empty=True), "eval_max_steps": Range(13),
+          "log_every": Range(1)}
 
 TOY = {"train_steps": 1000, "alpha_sweep": (5.0,)}
 
@@ -251,6 +260,9 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, alphas: list[float]) -> None
              f"{data['returns'].mean():.1f} (mean), covering {covered.sum()} of {N_STATES * N_ACTIONS} "
              f"state-action pairs; {ood.sum()} unseen pairs in visited states")
     Qstar = true_q(cfg.gamma)
+    optimal_return, _, optimal_reached = greedy_return(Qstar, cfg.eval_max_steps)
+    if not optimal_reached:
+        raise LabFailure("the greedy policy of Q* did not reach the goal: value iteration went wrong")
     D = {"s": F.one_hot(torch.as_tensor(data["s"]), N_STATES).float(),
          "a": torch.as_tensor(data["a"]),
          "r": torch.as_tensor(data["r"], dtype=torch.float32),
@@ -300,8 +312,8 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, alphas: list[float]) -> None
         rows.append([label, res["return"], res["reached_goal"], res["q_data"], res["q_ood"], res["over_data"],
                      res["over_ood"], res["ood_gap"], res["ood_looks_best"]])
     star_gaps = ood_gaps(Qstar, covered, ood)
-    rows.append(["Q* (true, for reference)", -13.0, True, Qstar[covered].mean(), Qstar[ood].mean(), 0.0, 0.0,
-                 star_gaps.mean(), (star_gaps > 0).mean()])
+    rows.append(["Q* (true, for reference)", optimal_return, optimal_reached, Qstar[covered].mean(),
+                 Qstar[ood].mean(), 0.0, 0.0, star_gaps.mean(), (star_gaps > 0).mean()])
     emit.table("offline_rl", q_cols, rows)
     emit.table("alpha_sweep", ["alpha", "greedy_return", "mean_Q_data", "mean_Q_ood", "Q_minus_Qstar_ood",
                                "best_ood_minus_best_data"],
@@ -327,5 +339,5 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, alphas: list[float]) -> None
         "dqn_ood_gap": dqn["ood_gap"],
         "cql_ood_gap": cql["ood_gap"],
         "cql_overestimation_ood": cql["over_ood"],
-        "optimal_return": -13.0,
+        "optimal_return": optimal_return,
     }, artifacts=["q_tables.npz"])

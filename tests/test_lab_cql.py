@@ -2,33 +2,59 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from claims import Claim, LabResult, check_claims
 from labs import cql
-from labs._runtime import run_in_process
+from labs._runtime import EXIT_USAGE, main, run_in_process
+
+
+CLAIMS = [
+    Claim("CQL greedy return - naive offline DQN's", lambda r: r.h["cql_return"] - r.h["dqn_return"], ">", 40),
+    Claim("CQL greedy return - behaviour cloning's", lambda r: r.h["cql_return"] - r.h["bc_return"], ">", 2),
+    Claim("optimal return (Q*'s greedy rollout) - CQL greedy return",
+          lambda r: r.h["optimal_return"] - r.h["cql_return"], "<", 2, null=None),
+    Claim("mean Q on unseen actions, DQN - CQL", lambda r: r.h["dqn_q_ood"] - r.h["cql_q_ood"], ">", 3),
+    Claim("CQL: best unseen action's Q - best seen action's (mean over states)", "cql_ood_gap", "<", -2),
+]
 
 
 @pytest.mark.lab
 def test_toy_run_cql_beats_naive_dqn(tmp_path):
     events = run_in_process("cql", toy=True, out_dir=tmp_path)
     head = events[-1]["headline"]
+    check_claims(CLAIMS, LabResult.of(events))
     assert head["coverage_fraction"] < 0.5  # the data set leaves most state-action pairs unseen
-    assert head["cql_return"] >= head["dqn_return"]
-    assert head["cql_return"] >= head["bc_return"]
-    # conservative: CQL's unseen actions sit below DQN's, and below its own values on the data
-    assert head["cql_q_ood"] < head["dqn_q_ood"]
-    assert head["cql_q_ood"] < head["cql_q_data"]
-    assert head["cql_ood_gap"] < 0
+    assert head["optimal_return"] == -13.0  # Q*'s greedy policy walks the cliff edge: 13 steps of -1
+    assert head["cql_q_ood"] < head["cql_q_data"]  # conservative: unseen actions below the data's values
     tables = {e["name"]: e for e in events if e["event"] == "table"}
     assert {"offline_rl", "alpha_sweep", "bc_path", "dqn_path", "cql_path"} <= tables.keys()
     assert [row[0] for row in tables["alpha_sweep"]["rows"]][0] == 0.0  # alpha = 0 is naive DQN
     metrics = [e["values"] for e in events if e["event"] == "metric"]
     assert any("charts/q_ood_dqn" in m for m in metrics)
     assert (tmp_path / "q_tables.npz").exists()
+
+
+@pytest.mark.parametrize("bad", ["gamma=1", "epsilon=1.5", "alpha_sweep=-1", "target_every=0", "eval_max_steps=5",
+                                 "batch_size=0"])
+def test_bad_settings_are_usage_errors(bad, tmp_path):
+    assert main(["cql", "--toy", "--set", bad, "--out", str(tmp_path)], io.StringIO()) == EXIT_USAGE
+
+
+def test_optimal_return_comes_from_value_iteration_and_a_rollout():
+    q = cql.true_q(0.99)
+    ret, path, reached = cql.greedy_return(q, 100)
+    assert reached and ret == -13.0 and len(path) == 14
+    # a model that only knows a longer safe route gives a different, worse answer
+    q_safe = np.zeros_like(q)
+    for s in range(cql.N_STATES):
+        q_safe[s, cql.route_action(s, safe=True)] = 1.0
+    assert cql.greedy_return(q_safe, 100)[0] == -17.0
 
 
 def test_cql_penalty_hand_example():
