@@ -26,11 +26,14 @@ The lab
 4. measures the training memory of one training step (full, and LoRA) from the tensors themselves:
    weights and gradients (``p.grad``), Adam's m and v (the optimizer's state), and activations
    (every tensor autograd saves for the backward pass, caught with saved_tensors_hooks, each
-   storage counted once, parameters left out), and sets each next to the prediction of the
-   course's calculator (``llmcore_tui.core.calc``): weights 4N, gradients 4N, Adam 8N bytes in
-   fp32 (its ZeRO stage-0 formula with fp32 numbers), and Korthikanti et al.'s activation
-   estimate s b h (34 + 5 a s / h) per layer, which assumes fp16, a GELU MLP and dropout, so the
-   lab reports the ratio rather than asking it to match.
+   storage counted once, parameters left out). Next to them it reports what a formula needs:
+   the model's shape (layers, hidden, heads, intermediate, vocabulary), the parameter count N,
+   LoRA's trainable count, sequence length and batch. The fp32 model-state formula is weights 4N,
+   gradients 4N, Adam 8N bytes (for LoRA: 4N frozen + 4N_lora weights, gradients and Adam on the
+   N_lora adapter numbers only); Korthikanti et al.'s activation estimate is s b h (34 + 5 a s / h)
+   bytes per layer, which assumes fp16, a GELU MLP and dropout, so it is a ratio, not a match.
+   The lab itself never imports the course's app: ``tests/test_lab_lora.py`` checks these
+   measured numbers against the app's calculator (``llmcore_tui.core.calc``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from labs._runtime import Emitter, LabFailure
+from labs._runtime import Emitter, LabFailure, Range
 from labs._tinylm import build_model, count_parameters, cpu_threads, model_config
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -84,6 +87,12 @@ class Config:
         if self.seq_k < 2 or self.n_symbols < 2:
             raise ValueError("seq_k and n_symbols must be >= 2")
 
+
+LIMITS = {"d_model": Range(1), "n_layers": Range(1), "n_heads": Range(1), "d_ff": Range(1), "n_symbols": Range(2),
+          "seq_k": Range(2), "batch": Range(1), "pretrain_steps": Range(1), "finetune_steps": Range(1),
+          "lr_pretrain": Range(0, low_open=True), "lr_full": Range(0, low_open=True),
+          "lr_lora": Range(0, low_open=True), "lora_alpha": Range(0, low_open=True), "ranks": Range(1),
+          "train_ranks": Range(1), "eval_size": Range(1), "log_every": Range(1)}
 
 TOY = {"pretrain_steps": 400, "finetune_steps": 150, "train_ranks": (1, 8), "ranks": (1, 2, 4, 8, 16)}
 
@@ -201,31 +210,6 @@ def measure_training_step(model: torch.nn.Module, ids: torch.Tensor, k: int, lr:
             "activations": sum(saved.values())}
 
 
-def calculator_prediction(cfg: Config, n_params: int, lora_trainable: int, seq_len: int, batch: int):
-    """The calculator's numbers for this model (fp32 everywhere), or None when it is not installed."""
-    try:
-        from llmcore_tui.core import calc
-    except ImportError:
-        return None
-    model = calc.ModelConfig("lab-tiny-llama", layers=cfg.n_layers, hidden=cfg.d_model, heads=cfg.n_heads,
-                             kv_heads=cfg.n_heads, intermediate=cfg.d_ff, vocab=cfg.n_symbols + 1)
-    fp32 = dict(gpus=1, stage=0, optimizer_bytes=8, weight_bytes_per_param=4, grad_bytes_per_param=4)
-    states = calc.zero_memory_breakdown(n_params, **fp32)
-    lora = calc.zero_memory_breakdown(lora_trainable, **fp32)  # the adapters; the frozen base adds weights only
-    return {
-        "model": model,
-        "params": calc.param_count(model),
-        "weights": calc.weight_bytes(n_params, "fp32"),
-        "gradients": states.get("gradients (fp16)"),  # the label names fp16; the bytes per number are ours (4)
-        "adam": states.get("optimizer states (fp32)"),
-        "lora_weights": calc.weight_bytes(n_params, "fp32") + lora.get("weights (fp16)"),
-        "lora_gradients": lora.get("gradients (fp16)"),
-        "lora_adam": lora.get("optimizer states (fp32)"),
-        "activations_fp16": calc.activation_bytes(seq_len, batch, cfg.d_model, cfg.n_heads, cfg.n_layers),
-        "lora_params": {r: calc.lora_params(model, r, "all") for r in cfg.ranks},
-    }
-
-
 # -- training ------------------------------------------------------------------------------
 
 def train(model: torch.nn.Module, cfg: Config, task: str, steps: int, lr: float, seed: int, on_log) -> float:
@@ -316,43 +300,27 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
 
     # 3. trainable parameters and optimizer memory by rank
     r_mem = max(cfg.train_ranks)
-    calc_pred = calculator_prediction(cfg, n_params, trainable(add_lora(fresh(), r_mem, cfg.lora_alpha)), seq_len, cfg.batch)
     rank_rows = []
     full_adam = 8 * n_params
     for r in cfg.ranks:
         model = add_lora(fresh(), r, cfg.lora_alpha)
         t = trainable(model)
-        from_calc = calc_pred["lora_params"][r] if calc_pred else None
-        rank_rows.append([r, t, t / n_params, from_calc, 8 * t, full_adam - 8 * t])
-    emit.table("lora_by_rank", ["rank", "trainable_params", "fraction_of_model", "calc_lora_params",
-                                "adam_bytes", "adam_bytes_saved_vs_full"], rank_rows)
+        rank_rows.append([r, t, t / n_params, 8 * t, full_adam - 8 * t])
+    emit.table("lora_by_rank", ["rank", "trainable_params", "fraction_of_model", "adam_bytes",
+                                "adam_bytes_saved_vs_full"], rank_rows)
     emit.table("finetune_scores", ["method", "trainable_params", "task_exact_match", "copy_exact_match_after",
                                    "train_seconds", "merged_vs_adapter_logits_fp64", "merged_vs_adapter_logits_fp32"],
                [[r["method"], r["trainable"], r["task"], r["copy"], r["seconds"], r.get("merge_err"), r.get("merge_err32")]
                 for r in results])
 
-    # 4. training memory, measured vs the calculator
+    # 4. training memory, measured from the tensors of one step
     ids = make_batch(cfg.batch, cfg, cfg.task, torch.Generator().manual_seed(cfg.seed + 3)).to(device)
     measured_full = measure_training_step(fresh(), ids, k, cfg.lr_full)
     lora_model = add_lora(fresh(), r_mem, cfg.lora_alpha)
+    n_lora = trainable(lora_model)
     measured_lora = measure_training_step(lora_model, ids, k, cfg.lr_lora)
-    mem_rows = []
-    if calc_pred is None:
-        emit.log("llmcore_tui.core.calc is not available: memory shown without the calculator's prediction")
-    else:
-        if calc_pred["params"] != n_params:
-            raise LabFailure(f"the calculator counts {calc_pred['params']} parameters, the model has {n_params}")
-    pred = calc_pred or {}
-    for part in ("weights", "gradients", "adam"):
-        mem_rows.append([part, measured_full[part], pred.get(part), measured_lora[part], pred.get(f"lora_{part}")])
-    act_fp32 = pred["activations_fp16"] * 2 if pred else None  # the formula counts fp16 bytes; this model is fp32
-    mem_rows.append(["activations", measured_full["activations"], act_fp32, measured_lora["activations"], act_fp32])
-    emit.table("training_memory", ["part", "full_ft_measured_bytes", "full_ft_calc_bytes",
-                                   f"lora_r{r_mem}_measured_bytes", f"lora_r{r_mem}_calc_bytes"], mem_rows)
-    states_match = bool(pred) and all(measured_full[p] == pred[p] and measured_lora[p] == pred[f"lora_{p}"]
-                                      for p in ("weights", "gradients", "adam"))
-    if pred and not states_match:
-        emit.log("note: measured weights/gradients/Adam bytes differ from the calculator (see training_memory)")
+    emit.table("training_memory", ["part", "full_ft_measured_bytes", f"lora_r{r_mem}_measured_bytes"],
+               [[part, measured_full[part], measured_lora[part]] for part in ("weights", "gradients", "adam", "activations")])
 
     best_lora = max((r for r in results if r["rank"] is not None), key=lambda r: r["task"])
     emit.summary({
@@ -361,15 +329,15 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
         "base_task_exact_match": base_task,
         "full_ft_task_exact_match": results[0]["task"],
         **{f"lora_r{r['rank']}_task_exact_match": r["task"] for r in results if r["rank"] is not None},
+        **{f"lora_r{row[0]}_trainable_params": row[1] for row in rank_rows},
         **{f"lora_r{row[0]}_trainable_fraction": row[2] for row in rank_rows},
         "best_lora_rank": best_lora["rank"],
         "merged_max_abs_diff": merge_err,
-        "adam_bytes_full": measured_full["adam"],
-        f"adam_bytes_lora_r{r_mem}": measured_lora["adam"],
-        "measured_weights_bytes": measured_full["weights"],
-        "measured_gradient_bytes": measured_full["gradients"],
-        "measured_activation_bytes": measured_full["activations"],
-        "calc_available": calc_pred is not None,
-        "calc_model_states_match": states_match,
-        "calc_activation_ratio": (measured_full["activations"] / act_fp32) if act_fp32 else None,
+        # what a memory formula needs: the model's shape, the counts, the batch
+        "model_layers": cfg.n_layers, "model_hidden": cfg.d_model, "model_heads": cfg.n_heads,
+        "model_kv_heads": cfg.n_heads, "model_intermediate": cfg.d_ff, "model_vocab": cfg.n_symbols + 1,
+        "seq_len": seq_len, "batch": cfg.batch, "memory_lora_rank": r_mem, "memory_lora_trainable": n_lora,
+        # measured bytes of one training step
+        **{f"full_{part}_bytes": measured_full[part] for part in measured_full},
+        **{f"lora_{part}_bytes": measured_lora[part] for part in measured_lora},
     })
