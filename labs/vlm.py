@@ -1,19 +1,35 @@
 """Connecting a frozen vision encoder to a frozen language model: MLP projector vs Q-Former.
 
 A vision-language model feeds an image to a language model as a few "visual tokens": vectors in
-the LM's input-embedding space, placed before the text. Stage 1 of LLaVA and BLIP-2 trains only
-the connector that makes them, with the vision encoder and the LM both frozen:
+the LM's input-embedding space, placed before the text. This lab trains only the connector that
+makes them, with the vision encoder and the LM both frozen, on one loss, the LM's cross-entropy
+on the caption given the visual tokens,
+
+    -sum_t log p_LM(caption_t | z_1..z_N, <sep>, caption_<t),
+
+with gradients reaching only the connector, and compares two connectors:
 
     LLaVA-style MLP projector:  z_i = W2 gelu(W1 v_i)      for every patch feature v_i
                                 (N patches -> N visual tokens)
     Q-Former-style connector:   Q (K learned queries) attend to the patches,
                                 z = FFN(Q + softmax(Q_W (V W_k)^T / sqrt(d)) V W_v)   (K tokens)
 
-and the loss is the LM's cross-entropy on the caption given the visual tokens,
--sum_t log p_LM(caption_t | z_1..z_N, <sep>, caption_<t), with gradients reaching only the
-connector. The MLP keeps every patch (N tokens, each carrying one place of the image); the
-Q-Former compresses the image into K << N tokens, so the LM's sequence, and its attention cost,
-is shorter.
+How this relates to the published recipes:
+- LLaVA, stage 1 (feature alignment): exactly this set-up. Encoder and LLM frozen, the
+  projector trained on image-caption pairs with the LLM's loss. (LLaVA's stage 2, instruction
+  tuning with the LLM unfrozen, is not done here.)
+- BLIP-2 has two stages and the lab does only the second. Stage 1 involves no LM at all: the
+  Q-Former (queries plus a BERT-style text transformer, initialised from BERT) is trained against
+  the frozen image encoder with three losses, image-text contrastive (ITC), image-text matching
+  (ITM) and image-grounded text generation (ITG). Stage 2 projects the Q-Former's output into the
+  frozen LLM and trains with the LLM's language-modelling loss. The lab's Q-Former is smaller
+  (one query block, no text branch), starts from random weights and skips stage 1, so its queries
+  learn what to extract only through the frozen LM's loss, as in BLIP-2's stage 2.
+
+The MLP keeps every patch (N tokens, each carrying one place of the image); the Q-Former
+compresses the image into K << N tokens, so the LM's sequence, and its attention cost, is
+shorter. The baseline in the same run is the untrained connector (the MLP projector at its
+initialisation), which shows what the frozen LM makes of visual tokens that say nothing yet.
 
 Everything here is made by the lab and small:
 - images: 3 x 24 x 24 tensors, a 3 x 3 grid of cells, one coloured shape (4 colours x 4 shapes)
@@ -42,7 +58,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from labs._runtime import Emitter, LabFailure
+from labs._runtime import Emitter, LabFailure, Range
 from labs._tinylm import build_model, count_parameters, cpu_threads, model_config
 
 COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 0.9, 0.1), "blue": (0.15, 0.3, 1.0), "yellow": (1.0, 0.9, 0.1)}
@@ -91,6 +107,11 @@ class Config:
         if self.vit_dim % 4 or self.lm_dim % 4:
             raise ValueError("vit_dim and lm_dim must divide by 4 (attention heads)")
 
+
+LIMITS = {"n_train": Range(1), "n_eval": Range(1), "noise": Range(0), "vit_dim": Range(4), "vit_layers": Range(1),
+          "vit_steps": Range(1), "lm_dim": Range(4), "lm_layers": Range(1), "lm_ff": Range(1), "lm_steps": Range(1),
+          "queries": Range(1, N_PATCHES - 1), "connector_steps": Range(1), "batch": Range(1),
+          "lr": Range(0, low_open=True), "log_every": Range(1)}
 
 TOY = {"n_train": 2000, "n_eval": 300, "vit_steps": 150, "lm_steps": 250, "connector_steps": 200}
 
@@ -312,9 +333,15 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
     if text_acc < 0.5:
         raise LabFailure(f"the text-only LM did not learn its task (exact match {text_acc:.3f})")
 
-    # 3. stage 1: train only the connector
+    # 3. train only the connector (LLaVA's stage 1; BLIP-2's stage 2), after the untrained baseline
     results = {}
     captions = caption_ids(train_y.cpu()).to(device)
+    torch.manual_seed(cfg.seed + 6)
+    untrained = MLPProjector(cfg.vit_dim, cfg.lm_dim).to(device)
+    with torch.no_grad():
+        visual = untrained(eval_feats)
+        results["untrained_projector"] = {"tokens": visual.shape[1], "params": count_parameters(untrained),
+                                          "seconds": 0.0, **accuracy(greedy_captions(lm, visual), eval_y)}
     for name, make in (("mlp_projector", lambda: MLPProjector(cfg.vit_dim, cfg.lm_dim)),
                        ("qformer", lambda: QFormer(cfg.vit_dim, cfg.lm_dim, cfg.queries))):
         torch.manual_seed(cfg.seed + 6)
@@ -341,14 +368,17 @@ def _run(cfg: Config, emit: Emitter, out_dir: Path, total: int) -> None:
     rows.append(["chance", None, None, None, None, chance["exact"], chance["colour"], chance["shape"], chance["row"],
                  chance["column"]])
     emit.table("connectors", cols, rows)
-    mlp, qf = results["mlp_projector"], results["qformer"]
+    mlp, qf, base = results["mlp_projector"], results["qformer"], results["untrained_projector"]
+    words = ("colour", "shape", "row", "column")
     emit.summary({
         "vision_encoder_attribute_accuracy": vit_acc,
         "lm_text_only_exact_match": text_acc,
         "mlp_exact_match": mlp["exact"],
         "qformer_exact_match": qf["exact"],
-        "mlp_mean_word_accuracy": sum(mlp[k] for k in ("colour", "shape", "row", "column")) / 4,
-        "qformer_mean_word_accuracy": sum(qf[k] for k in ("colour", "shape", "row", "column")) / 4,
+        "untrained_exact_match": base["exact"],
+        "mlp_mean_word_accuracy": sum(mlp[k] for k in words) / 4,
+        "qformer_mean_word_accuracy": sum(qf[k] for k in words) / 4,
+        "untrained_mean_word_accuracy": sum(base[k] for k in words) / 4,
         "chance_exact_match": chance["exact"],
         "chance_mean_word_accuracy": (1 / 4 + 1 / 4 + 1 / 3 + 1 / 3) / 4,
         "mlp_visual_tokens": mlp["tokens"],
