@@ -102,7 +102,7 @@ LIMITS = {"seed": Range(0), "threads": Range(1), "sft_seed": Range(0), "iteratio
           "clip_eps": Range(0, 1, low_open=True, high_open=True), "kl_coef": Range(0),
           "extra_tokens": Range(0, 7), "eval_every": Range(1), "eval_problems": Range(1), "eval_samples": Range(1)}
 
-TOY = {"sft_preset": "toy", "iterations": 20, "eval_every": 5, "eval_problems": 300}
+TOY = {"sft_preset": "toy", "iterations": 20, "eval_every": 10, "eval_problems": 300}
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4, scale_by_std: bool = True,
