@@ -35,11 +35,9 @@ CLAIMS = [
     # (not measured separately)
     Claim("wrong-answer length, after - before GRPO",
           lambda r: r.h["wrong_length_after"] - r.h["wrong_length_before"], ">", 0.1),
-    # the direction Dr. GRPO predicts, and small: +0.010 to +0.024 tokens on a 3.9-token answer over the grid
-    # (the mean length over all answers differs by only +0.003 to +0.009: reported, not claimed)
-    Claim("wrong-answer length, GRPO - Dr. GRPO (same run)",
-          lambda r: _row(r, "length_bias", "grpo")["wrong_length"] - _row(r, "length_bias", "dr_grpo")["wrong_length"],
-          ">", 0.0),
+    # GRPO vs Dr. GRPO on wrong-answer length goes the way Dr. GRPO predicts on the grid, but by
+    # +0.010 to +0.024 tokens on a 3.9-token answer: too small to hold on every CPU, so the
+    # length_bias table reports it and no claim rests on it (answers here are too short to ramble)
 ]
 
 
