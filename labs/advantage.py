@@ -23,7 +23,8 @@ trained one (the critic for each is fitted to Monte-Carlo returns of that policy
 Then it trains one policy per signal from the same initial weights with the same optimiser
 (Adam; signals are not normalised, so only their noise differs, not their scale) and reports
 how fast each learns: the mean return per iteration and the first iteration at which the
-running mean of the last 5 iterations reaches ``target_return``.
+running mean of the last 5 iterations reaches ``target_return``. The baseline for learning is
+the initial policy's own mean return (``return_initial_policy``), measured in the same run.
 
 Episodes are sampled with a numpy copy of the policy (one tiny matrix product per step);
 the gradients are computed by torch on the whole batch at once.
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from labs._runtime import Emitter, LabFailure, torch_threads
+from labs._runtime import Emitter, LabFailure, Range, torch_threads
 from labs.gae import compute_gae
 
 SIGNALS = ("total", "reward_to_go", "baseline", "advantage")
@@ -66,16 +67,14 @@ class Config:
     fit_episodes: int = 32  # episodes used to fit the critic of the policy being measured
     fit_steps: int = 300
 
-    def validate(self) -> None:
-        if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError("gamma must be in (0, 1] and gae_lambda in [0, 1]")
-        if min(self.hidden, self.iterations, self.max_episode_steps, self.episodes_per_batch, self.var_episodes, self.fit_episodes) < 1:
-            raise ValueError("hidden, iterations and the episode counts must be >= 1")
-        if self.var_batches < 2:
-            raise ValueError("var_batches must be >= 2 (a variance needs two samples)")
-        if self.policy_lr <= 0 or self.critic_lr <= 0 or self.critic_steps < 0 or self.fit_steps < 0:
-            raise ValueError("learning rates must be > 0 and step counts >= 0")
 
+# every numeric field's allowed values; the runtime refuses others before the run, naming the field
+LIMITS = {"seed": Range(0), "max_episode_steps": Range(1), "gamma": Range(0, 1, low_open=True),
+          "gae_lambda": Range(0, 1), "hidden": Range(1), "policy_lr": Range(0, low_open=True),
+          "critic_lr": Range(0, low_open=True), "critic_steps": Range(0), "iterations": Range(1),
+          "episodes_per_batch": Range(1), "target_return": Range(0, low_open=True),
+          "var_batches": Range(2),  # a variance needs two samples
+          "var_episodes": Range(1), "fit_episodes": Range(1), "fit_steps": Range(0)}
 
 TOY = {"iterations": 30, "max_episode_steps": 200, "critic_steps": 15, "var_batches": 16, "fit_episodes": 16,
        "fit_steps": 150, "target_return": 100.0}
@@ -295,6 +294,7 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     ratio_init = var_init["total"]["trace_var"] / var_init["advantage"]["trace_var"]
     ratio_trained = var_trained["total"]["trace_var"] / var_trained["advantage"]["trace_var"]
     emit.summary({
+        "return_initial_policy": round(var_init["_meta"]["mean_return"], 1),  # the baseline: before training
         "variance_ratio_total_over_advantage": round(ratio_init, 3),
         "variance_ratio_trained_policy": round(ratio_trained, 3),
         "variance_ratio_total_over_reward_to_go": round(var_init["total"]["trace_var"]
