@@ -38,10 +38,17 @@ the same pairs and in the same run:
 Ties count one half (the chance level), never silently as right or wrong, and are counted in
 the headline: at pi = pi_ref every implicit reward is 0, so the implicit-reward accuracy of the
 untrained policy is exactly 0.5, not 0. The noise of an accuracy p on n pairs is the binomial
-std sqrt(p (1 - p) / n); the gain is reported in units of sqrt(var_before + var_after), an
-upper bound for paired measurements on the same pairs. Also measured: the gold score
+std sqrt(p (1 - p) / n); the gain is reported in units of sqrt(var_before + var_after), which
+overstates the noise of a difference of two positively correlated measurements (the same
+pairs), so the ratio errs low. Also measured: the gold score
 (exact match, greedy decoding, the held-out problems) before and after, and the KL to the
 reference (the exact per-token KL summed along the policy's own samples).
+
+The default beta = 1 is large for DPO, and chosen by the sweep: at the usual beta = 0.1 the
+policy drifts much further from the reference in the same steps (toy, seed 0: KL 1.70 against
+0.61 nats after 50 steps), the chosen answers' log-probs fall along with the rejected ones, and
+the gold score drops below the SFT model's (0.44 against 0.59); at beta = 1 it rises (0.67).
+Read gold_score next to kl_to_ref in the table.
 """
 
 from __future__ import annotations
