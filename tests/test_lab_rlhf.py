@@ -16,7 +16,7 @@ from labs import rlhf
 from labs._runtime import EXIT_USAGE, main, run_in_process
 
 CLAIMS = [
-    Claim("reward model: held-out pairwise accuracy", "rm_heldout_accuracy", ">", 0.7, null=0.5),
+    Claim("reward model: held-out pairwise accuracy", "rm_heldout_accuracy", ">", 0.69, null=0.5),
     Claim("small beta: proxy reward, end - start", lambda r: r.h["small_beta_proxy_end"]
           - r.h["small_beta_proxy_start"], ">", 0.3),
     Claim("small beta: gold score, start - end (it falls)", lambda r: r.h["small_beta_gold_start"]
