@@ -386,17 +386,6 @@ def kl_to_reference(policy: torch.nn.Module, ref: torch.nn.Module, task: Additio
     return float((per_token * completion_mask(completions)).sum(-1).mean())
 
 
-@torch.no_grad()
-def sequence_kl(policy: torch.nn.Module, ref: torch.nn.Module, prompts: torch.Tensor,
-                completions: torch.Tensor) -> torch.Tensor:
-    """sum_t KL(pi(.|x, y_<t) || pi_ref(.|x, y_<t)) along each given completion (sampled from
-    ``policy``), shape (B,): its mean estimates KL(pi || pi_ref) over sequences (see kl_to_reference)."""
-    ids = torch.cat([prompts, completions], dim=1)
-    logp = F.log_softmax(completion_logits(policy, ids, prompts.shape[1]), dim=-1)
-    logq = F.log_softmax(completion_logits(ref, ids, prompts.shape[1]), dim=-1)
-    return ((logp.exp() * (logp - logq)).sum(-1) * completion_mask(completions)).sum(-1)
-
-
 def make_optimizer(params: Any, lr: float, warmup_steps: int = 0) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW (no weight decay) with a linear learning-rate warm-up over ``warmup_steps`` steps.
 

@@ -218,6 +218,17 @@ def train_reward_model(cfg: Config, sft_model: torch.nn.Module, pairs: dict[str,
 
 
 @torch.no_grad()
+def sequence_kl(policy: torch.nn.Module, ref: torch.nn.Module, prompts: torch.Tensor,
+                completions: torch.Tensor) -> torch.Tensor:
+    """sum_t KL(pi(.|x, y_<t) || pi_ref(.|x, y_<t)) along each completion sampled from ``policy``, shape
+    (B,); its mean estimates KL(pi || pi_ref) over sequences (as tl.kl_to_reference does)."""
+    ids = torch.cat([prompts, completions], dim=1)
+    logp = F.log_softmax(tl.completion_logits(policy, ids, prompts.shape[1]), dim=-1)
+    logq = F.log_softmax(tl.completion_logits(ref, ids, prompts.shape[1]), dim=-1)
+    return ((logp.exp() * (logp - logq)).sum(-1) * tl.completion_mask(completions)).sum(-1)
+
+
+@torch.no_grad()
 def evaluate(policy: torch.nn.Module, ref: torch.nn.Module, rm: RewardModel, task: tl.AdditionTask,
              problems: Sequence[tl.Problem], cfg: Config) -> dict[str, float]:
     """One sampled answer per held-out prompt (the same random stream every time): mean proxy
@@ -225,7 +236,7 @@ def evaluate(policy: torch.nn.Module, ref: torch.nn.Module, rm: RewardModel, tas
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 31)
     prompts = tl.encode_prompts(task, problems, cfg.device)
     completions = tl.generate(policy, prompts, task.answer_len + 1, generator=gen)
-    kl = tl.sequence_kl(policy, ref, prompts, completions)
+    kl = sequence_kl(policy, ref, prompts, completions)
     too_big = [t.isdigit() and int(t) > int(task.answer(p))
                for p, (t, _) in zip(problems, tl.decode_completions(completions))]
     return {"proxy": float(rm(prompts, completions).mean()),
