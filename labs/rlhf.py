@@ -339,36 +339,3 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
                        ("ablation", f"ablation_beta{small:g}")):
         head.update({f"{key}_{k}": v for k, v in ends[label].items() if not k.startswith("sqrt_kl_start")})
     emit.summary(head)
-
-
-# -- the previous design, kept only for tests/test_alignment_losses.py --------------------------
-# (a reward that sums per-token logits, and pairs whose rejected answers are cut short: length
-# exploitation built into the parameterisation). Nothing above uses these; delete them once that
-# test moves to RewardModel and preference_pairs.
-
-
-def labelled_pairs(task: tl.AdditionTask, problems: Sequence[tl.Problem], rng: random.Random,
-                   short_fraction: float, device: str) -> dict[str, Any]:
-    """Previous design: rejected = the answer cut short with probability ``short_fraction``, else off by 1 or 10."""
-    chosen = [task.answer(p) for p in problems]
-    rejected = [c[:-1] if len(c) > 1 and rng.random() < short_fraction else wrong_answer(c, rng, 0.0, 0.5)[0]
-                for c in chosen]
-    return {"problems": list(problems), "prompts": tl.encode_prompts(task, problems, device),
-            "chosen": tl.encode_completions(chosen, task.answer_len + 1, device),
-            "rejected": tl.encode_completions(rejected, task.answer_len + 1, device),
-            "chosen_longer": sum(len(c) > len(r) for c, r in zip(chosen, rejected)) / len(chosen)}
-
-
-class TokenRewardModel(torch.nn.Module):
-    """Previous design: r(x, y) = (sum_t logit(y_t | x, y_<t) - shift) / scale over the completion."""
-
-    def __init__(self, lm: torch.nn.Module):
-        super().__init__()
-        self.lm = tl.trainable_copy(lm)
-        self.register_buffer("shift", torch.zeros(()))
-        self.register_buffer("scale", torch.ones(()))
-
-    def forward(self, prompts: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
-        logits = tl.completion_logits(self.lm, torch.cat([prompts, completions], dim=1), prompts.shape[1])
-        token_scores = torch.gather(logits, -1, completions.unsqueeze(-1)).squeeze(-1)
-        return ((token_scores * tl.completion_mask(completions)).sum(-1) - self.shift) / self.scale

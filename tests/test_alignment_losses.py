@@ -171,31 +171,35 @@ def test_bradley_terry_loss_hand_computed():
         math.log(1 + math.exp(-2.0)), abs=1e-6)  # 0.126928
 
 
-def test_labelled_pairs_make_longer_the_spurious_feature():
+def test_preference_pairs_carry_the_cue_only_where_asked():
     task = tl.AdditionTask()
-    pairs = rlhf.labelled_pairs(task, task.sample(random.Random(0), 2000), random.Random(1), 0.5, "cpu")
-    assert 0.45 < pairs["chosen_longer"] < 0.55
-    for i in range(50):
-        chosen = tl.TOKENIZER.decode(pairs["chosen"][i].tolist())[0]
-        rejected = tl.TOKENIZER.decode(pairs["rejected"][i].tolist())[0]
-        assert chosen == task.answer(pairs["problems"][i]) and rejected != chosen
-        assert len(rejected) <= len(chosen)
+    problems = task.sample(random.Random(0), 4000)
+    for cue in (0.9, 0.5):  # the cued data, and the ablation without the cue
+        pairs = rlhf.preference_pairs(task, problems, random.Random(1), 0.5, cue, "cpu")
+        chosen = [tl.TOKENIZER.decode(c.tolist())[0] for c in pairs["chosen"][:200]]
+        rejected = [tl.TOKENIZER.decode(r.tolist())[0] for r in pairs["rejected"][:200]]
+        assert all(c == task.answer(p) and r != c for c, r, p in zip(chosen, rejected, problems))
+        near = pairs["near_miss"]
+        assert 0.45 < float(near.float().mean()) < 0.55  # half wrong length, half near misses
+        share_bigger = float(pairs["chosen_bigger"][near].float().mean())
+        assert abs(share_bigger - cue) < 0.03  # "the bigger number wins" in cue of the near misses
 
 
-def test_token_reward_model_sums_token_scores_and_normalises():
+def test_reward_model_reads_the_last_real_token_and_normalises():
     torch.manual_seed(0)
-    rm = rlhf.TokenRewardModel(tl.build_model(tl.model_config()))
+    rm = rlhf.RewardModel(tl.build_model(tl.model_config())).eval()
     task = tl.AdditionTask()
-    prompts = tl.encode_prompts(task, [(435, 5)])
-    completions = tl.encode_completions(["440"], task.answer_len + 1)
+    prompts = tl.encode_prompts(task, [(435, 5), (435, 5)])
+    completions = tl.encode_completions(["440", "44"], task.answer_len + 2)
     ids = torch.cat([prompts, completions], 1)
     with torch.no_grad():
-        logits = rm.lm(input_ids=ids).logits[0, task.prompt_len - 1 : -1]
-        by_hand = sum(logits[t, completions[0, t]].item() for t in range(4))  # "4", "4", "0", <eos>
-        assert rm(prompts, completions).item() == pytest.approx(by_hand, abs=1e-4)
+        hidden = rm.trunk(input_ids=ids).last_hidden_state
+        lengths = tl.completion_mask(completions).sum(-1).long()
+        by_hand = [rm.head(hidden[i, task.prompt_len + int(lengths[i]) - 1]).item() for i in range(2)]
+        assert rm(prompts, completions).tolist() == pytest.approx(by_hand, abs=1e-5)
         rm.shift.fill_(1.0)
         rm.scale.fill_(2.0)
-        assert rm(prompts, completions).item() == pytest.approx((by_hand - 1.0) / 2.0, abs=1e-4)
+        assert rm(prompts, completions).tolist() == pytest.approx([(v - 1.0) / 2.0 for v in by_hand], abs=1e-5)
 
 
 # -- shared pieces ------------------------------------------------------------------------------
