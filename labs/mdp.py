@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labs._runtime import Emitter, LabFailure
+from labs._runtime import Emitter, LabFailure, Range
 
 ARROWS = "^>v<"  # action 0 up, 1 right, 2 down, 3 left (the cliffgrid's order)
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))
@@ -67,18 +67,16 @@ class Config:
     def validate(self) -> None:
         if self.world not in WORLDS:
             raise ValueError(f"world must be one of {', '.join(WORLDS)}")
-        if not 0.0 <= self.slip < 1.0:
-            raise ValueError("slip must be in [0, 1)")
-        for g in (self.gamma, *self.gamma_sweep):
-            if not 0.0 < g < 1.0:
-                raise ValueError("every gamma must be in (0, 1)")
-        if not 0.0 < self.tol <= 1e-8:
-            raise ValueError("tol must be in (0, 1e-8]")
-        if self.max_sweeps < 1:
-            raise ValueError("max_sweeps must be >= 1")
 
 
 TOY = {"gamma_sweep": (0.5, 0.7, 0.8, 0.9, 0.99, 0.999)}
+LIMITS = {
+    "slip": Range(0, 1, high_open=True),
+    "gamma": Range(0, 1, low_open=True, high_open=True),
+    "gamma_sweep": Range(0, 1, low_open=True, high_open=True),
+    "tol": Range(0, 1e-8, low_open=True),
+    "max_sweeps": Range(1),
+}
 
 
 # -- the MDP --------------------------------------------------------------------------------

@@ -106,6 +106,9 @@ def test_limits_refuse_an_empty_sweep_and_name_the_field(capsys):
 
     assert main(["mdp", "--toy", "--set", "gamma_sweep="], io.StringIO()) == EXIT_USAGE
     assert "gamma_sweep: needs at least one value" in capsys.readouterr().err
+    for bad, field in [("gamma_sweep=0.5,1.0", "gamma_sweep=1.0"), ("slip=1", "slip=1.0"), ("max_sweeps=0", "max_sweeps=0")]:
+        assert main(["mdp", "--toy", "--set", bad], io.StringIO()) == EXIT_USAGE
+        assert field in capsys.readouterr().err
     limits = {"gamma": _runtime.Range(0, 1, low_open=True), "steps": _runtime.Range(1)}
     assert limits["gamma"].problem(0.0) == "must be > 0"
     assert limits["gamma"].problem(1.0) is None
