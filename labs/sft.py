@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from labs import _tinylm as tl
-from labs._runtime import LabFailure
+from labs._runtime import LabFailure, Range
 
 
 @dataclass
@@ -62,17 +62,19 @@ class Config:
     compare_steps: int = 250  # length of the unmasked comparison run (0 skips it)
 
     def validate(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be positive")
-        if not 0 <= self.compare_steps <= self.steps or self.compare_steps % self.eval_every:
+        if self.compare_steps > self.steps or self.compare_steps % self.eval_every:
             raise ValueError("compare_steps must lie between 0 and steps and be a multiple of eval_every")
-        if self.eval_every < 1:
-            raise ValueError("eval_every must be positive")
-        if not 0.0 <= self.cut_short < 1.0:
-            raise ValueError("cut_short must lie in [0, 1)")
+        if self.d_model % self.n_heads:
+            raise ValueError("d_model must divide by n_heads")
 
 
 TOY = {"steps": 150, "eval_every": 25, "eval_problems": 300, "compare_steps": 75}
+LIMITS = {
+    "threads": Range(1), "digits": Range(1, 6), "b_digits": Range(1, 6), "cut_short": Range(0, 1, high_open=True),
+    "d_model": Range(1), "n_layers": Range(1), "n_heads": Range(1), "d_ff": Range(1), "steps": Range(1),
+    "batch_size": Range(1), "lr": Range(0, low_open=True), "warmup_steps": Range(0), "min_lr_ratio": Range(0, 1),
+    "grad_clip": Range(0, low_open=True), "eval_every": Range(1), "eval_problems": Range(1), "compare_steps": Range(0),
+}
 
 # the fields that decide the trained weights (the evaluation fields do not): the checkpoint key
 TRAINING_FIELDS = ("seed", "device", "threads", "digits", "b_digits", "cut_short", "d_model", "n_layers", "n_heads",
