@@ -44,7 +44,8 @@ def test_stats_names_the_database_and_today(tmp_path, content, monkeypatch):
     result = runner.invoke(app, ["--db", str(db), "stats"])
     assert result.exit_code == 0, result.output
     assert f"database: {db} (--db)" in result.output
-    assert "day 1 of 14" in result.output and "new available today: 3" in result.output
+    assert "calendar day 1 of 14; on day 1" in result.output and "new available today: 3" in result.output
+    assert "next: [r] Learn 3 new cards (3 MDP)" in result.output
 
 
 def test_env_var_chooses_the_database(tmp_path, content, monkeypatch):

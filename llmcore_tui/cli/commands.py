@@ -111,11 +111,14 @@ def stats(ctx: typer.Context) -> None:
     lang = opts.lang
     today = course.today()
     typer.echo(f"database: {opts.db} ({opts.db_source})")
-    typer.echo(f"today: {today.date.isoformat()} — day {today.day.number} of 14, "
-               f"{today.phase.title[lang]}: {today.day.title[lang]}")
+    typer.echo(f"today: {today.date.isoformat()} — calendar day {today.calendar_day} of 14; on day "
+               f"{today.day.number}, {today.phase.title[lang]}: {today.day.title[lang]}")
     typer.echo(f"due now: {today.due} ({today.learning} learning), new available today: {today.new_available}, "
                f"introduced today: {today.new_today}")
-    typer.echo(f"next: {today.next_action}")
+    for owed in today.behind:
+        typer.echo(f"behind: day {owed.day.number} {owed.day.title[lang]} still owes " + "; ".join(owed.unmet))
+    for action in today.actions:
+        typer.echo(f"next: [{action.key}] {action.text}")
     typer.echo("")
     for status in course.day_statuses():
         details = "; ".join(c.detail for c in status.criteria)

@@ -128,7 +128,7 @@ class Course:
                                  self.settings.get("learn_ahead_minutes") * 60, new_limit=self.new_left_today)
 
     # -- roadmap --------------------------------------------------------------------------
-    def _module_counts(self, now: float) -> dict[str, tuple[int, int]]:
+    def module_counts(self, now: float) -> dict[str, tuple[int, int]]:
         rows = self.store.conn.execute(
             "SELECT module, count(*), coalesce(sum(due_ts <= ?), 0) FROM srs_items WHERE kind = 'card' GROUP BY module",
             (now,),
@@ -173,7 +173,7 @@ class Course:
         from labs.registry import labs_for_day
 
         now = self.now()
-        counts = self._module_counts(now) if counts is None else counts
+        counts = self.module_counts(now) if counts is None else counts
         totals = self.summary.totals
         labs_passed = self._labs_passed()
         quizzes_passed = self._quizzes_passed()

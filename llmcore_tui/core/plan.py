@@ -107,7 +107,7 @@ def _day_actions(status: DayStatus, owed_cards_blocked: bool) -> list[Action]:
 
 def build(course: "Course") -> Plan:
     now = course.now()
-    counts = course._module_counts(now)
+    counts = course.module_counts(now)
     statuses = course.day_statuses(counts)
     calendar = course.calendar_day()
     unlocked = {s.day.number for s in statuses if s.unlocked}
