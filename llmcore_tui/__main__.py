@@ -1,3 +1,6 @@
+"""``python -m llmcore_tui``: the same as the ``llmcore-tui`` command."""
+
 from llmcore_tui.cli import main
 
-main()
+if __name__ == "__main__":
+    main()
