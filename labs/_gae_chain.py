@@ -25,7 +25,7 @@ with a perfect critic, and emits the table, the metrics and its part of the head
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -89,9 +89,9 @@ def grouped_bias_variance(est: np.ndarray, target: np.ndarray, exact_bias: np.nd
     return bias, bias_exact, float(np.sum(w * var))
 
 
-def gae_bias_variance(cfg: Any, emit: Emitter) -> dict[str, Any]:
-    """Part 1 of the lab (see the module docstring); ``cfg`` is a ``labs.gae.Config``."""
-    from labs.gae import compute_gae  # the lab's estimator; imported here since labs.gae imports this module
+def gae_bias_variance(cfg: Any, emit: Emitter, compute_gae: Callable[..., Any]) -> dict[str, Any]:
+    """Part 1 of the lab (see the module docstring); ``cfg`` is a ``labs.gae.Config`` and
+    ``compute_gae`` the lab's estimator (passed in: ``labs.gae`` imports this module)."""
 
     n, gamma = cfg.chain_states, cfg.chain_gamma
     rng = np.random.default_rng([cfg.seed, 1])

@@ -336,7 +336,7 @@ def ppo_train(cfg: Config, lam: float, emit: Emitter, label: str = "") -> dict[s
 def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     torch.set_num_threads(torch_threads(1))
     emit.start(cfg, total_steps=len(cfg.ppo_lambdas) * cfg.total_timesteps)
-    head = gae_bias_variance(cfg, emit)
+    head = gae_bias_variance(cfg, emit, compute_gae)
 
     results = []
     for i, lam in enumerate(cfg.ppo_lambdas):

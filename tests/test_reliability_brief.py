@@ -159,7 +159,7 @@ def test_every_formula_of_the_course_still_renders_as_mathml():
     """The filter and the stand-ins change nothing for the real cards: no formula falls back."""
     if B._mathml_converter() is None:
         pytest.skip("latex2mathml is not installed")
-    from llmcore_tui.core.course import content_root
+    from llmcore_tui.core.paths import content_root
 
     root = content_root()
     seen = fallbacks = 0

@@ -58,19 +58,9 @@ m * 4 ring all-reduces of the micro-batch activation over tp, m activations to e
 neighbour, and one ring all-reduce of its own shard (Psi / (tp * pp) numbers) over dp.
 """
 
-import os
-import sys
-
-# The lab runs tp*pp*dp processes on however many cores there are. With --threads above 1 each
-# rank's OpenMP threads would spin while they wait for a descheduled sibling (libgomp's default):
-# on 2 shared cores that made the toy 4x slower and charged the spinning to the passes' CPU time,
-# which the pipeline's clock measures. Passive waiting must be chosen before torch loads OpenMP,
-# so here, before the first ``import torch`` (``python -m labs parallel`` imports it here first).
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-OMP_PASSIVE = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"  # else lab.run warns
-
-from labs.parallel.config import LIMITS, TOY, Config, bubble_fraction, padded, ring_allreduce_bytes  # noqa: E402
-from labs.parallel.lab import run  # noqa: E402
+# config is imported first: it sets OMP_WAIT_POLICY before torch loads (see its OMP_PASSIVE)
+from labs.parallel.config import (LIMITS, OMP_PASSIVE, TOY, Config, bubble_fraction, padded,  # noqa: F401
+                                  ring_allreduce_bytes)
+from labs.parallel.lab import run
 
 __all__ = ["Config", "LIMITS", "OMP_PASSIVE", "TOY", "run", "bubble_fraction", "padded", "ring_allreduce_bytes"]

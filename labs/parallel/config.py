@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 
 from labs._runtime import Range
+
+# The lab runs tp*pp*dp processes on however many cores there are. With --threads above 1 each
+# rank's OpenMP threads would spin while they wait for a descheduled sibling (libgomp's default):
+# on 2 shared cores that made the toy 4x slower and charged the spinning to the passes' CPU time,
+# which the pipeline's clock measures. Passive waiting must be chosen before torch loads OpenMP,
+# so here, before the first ``import torch`` (``python -m labs parallel`` imports it here first).
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+OMP_PASSIVE = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"  # else lab.run warns
 
 
 @dataclass

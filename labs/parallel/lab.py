@@ -13,7 +13,7 @@ import torch
 from torch.distributed.device_mesh import DeviceMesh
 
 from labs._runtime import Emitter, LabFailure, torch_threads
-from labs.parallel.config import Config, bubble_fraction
+from labs.parallel.config import OMP_PASSIVE, Config, bubble_fraction
 from labs.parallel.dp import reference_step, run_dp, run_fsdp, run_zero1
 from labs.parallel.mesh import Mesh, Traffic, launch
 from labs.parallel.pp import run_pp, summarise_pipeline
@@ -56,9 +56,7 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     if cfg.device.startswith("cuda") and torch.cuda.device_count() < world:
         raise LabFailure(f"NCCL needs one GPU per process: {world} processes, {torch.cuda.device_count()} GPUs; "
                          "lower tp/pp/dp or use --device cpu")
-    import labs.parallel  # its __init__ records whether it chose passive OpenMP waiting before torch loaded
-
-    if torch_threads(1) > 1 and not labs.parallel.OMP_PASSIVE:
+    if torch_threads(1) > 1 and not OMP_PASSIVE:
         emit.log("warning: torch was loaded before this lab could set OMP_WAIT_POLICY=PASSIVE; with more than one "
                  "thread per rank, spinning OpenMP threads slow the ranks and inflate the pipeline's measured "
                  "compute (run it as python -m labs parallel, or set OMP_WAIT_POLICY=PASSIVE)")

@@ -56,12 +56,11 @@ def export_brief(
     except BriefError as exc:
         raise _fail(str(exc)) from None
 
-    from llmcore_tui.cli import Options, open_course
+    from llmcore_tui.cli.options import Options, default_lang, open_course
 
     opts = ctx.obj
     if not isinstance(opts, Options):
-        from llmcore_tui.cli import default_lang
-        from llmcore_tui.core.course import default_db_path
+        from llmcore_tui.core.paths import default_db_path
 
         db, source = default_db_path()
         opts = Options(db, source, default_lang())

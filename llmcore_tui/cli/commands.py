@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from llmcore_tui.cli.options import Options, prepare_store, resolve_options
+from llmcore_tui.cli.options import Options, fail, open_course, resolve_options
 from llmcore_tui.core.store import StoreError
 
 app = typer.Typer(
@@ -24,11 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 @app.callback()
@@ -46,27 +41,12 @@ def root(
         raise typer.Exit(run_app(ctx.obj.db, ctx.obj.lang))
 
 
-def open_course(opts: Options, fuzz: bool = True):
-    from llmcore_tui.core.course import Course, cache_dir, content_root
-
-    try:
-        course = Course.open(opts.db, content_root(), cache_dir=cache_dir(), fuzz=fuzz)
-    except (StoreError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
-    try:
-        prepare_store(course.store)
-    except StoreError as exc:
-        course.close()
-        raise fail(str(exc)) from None
-    return course
-
-
 @app.command()
 def check(ctx: typer.Context) -> None:
     """Validate all cards and quizzes; print counts per module and every problem as file:line."""
     from llmcore_tui.core import roadmap
     from llmcore_tui.core.content import load_deck
-    from llmcore_tui.core.course import content_root
+    from llmcore_tui.core.paths import content_root
 
     try:
         root_dir = content_root()

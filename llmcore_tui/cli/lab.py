@@ -43,7 +43,7 @@ def _store(ctx: typer.Context):
 
     db = getattr(ctx.obj, "db", None)  # the root command's Options
     if db is None:
-        from llmcore_tui.core.course import default_db_path
+        from llmcore_tui.core.paths import default_db_path
 
         db, _ = default_db_path()
     try:

@@ -26,7 +26,7 @@ def default_lang() -> str:
 
 
 def resolve_options(db: Path | None, lang: str | None) -> Options:
-    from llmcore_tui.core.course import default_db_path
+    from llmcore_tui.core.paths import default_db_path
 
     if db is not None:
         path, source = db, "--db"
@@ -54,3 +54,29 @@ def prepare_store(store) -> None:
         from llmcore_tui.core.labruns import mark_stale
 
         mark_stale(store)
+
+
+def fail(message: str, code: int = 1):
+    """Say what went wrong on stderr and return the typer exit to raise (typer loads only here)."""
+    import typer
+
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def open_course(opts: Options, fuzz: bool = True):
+    """The course every command works on, or a clear error (exit 1): one helper for all of them."""
+    from llmcore_tui.core.course import Course
+    from llmcore_tui.core.paths import cache_dir, content_root
+    from llmcore_tui.core.store import StoreError
+
+    try:
+        course = Course.open(opts.db, content_root(), cache_dir=cache_dir(), fuzz=fuzz)
+    except (StoreError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    try:
+        prepare_store(course.store)
+    except StoreError as exc:
+        course.close()
+        raise fail(str(exc)) from None
+    return course

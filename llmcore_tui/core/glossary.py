@@ -79,7 +79,7 @@ def _load(path: str, mtime_ns: int) -> tuple[Term, ...]:
 @lru_cache(maxsize=4)
 def _glossary_path(content_env: str | None, cwd: str) -> Path | None:
     try:
-        from llmcore_tui.core.course import content_root
+        from llmcore_tui.core.paths import content_root
 
         return content_root() / "cards" / GLOSSARY_FILE
     except FileNotFoundError:

@@ -103,7 +103,7 @@ CHECKPOINTS_ENV = "LLMCORE_LAB_CHECKPOINTS"  # the labs' SFT model cache (labs/_
 
 def default_root() -> Path:
     """Where labs run (their working folder): the checkout, else the user data folder."""
-    from llmcore_tui.core.course import checkout_root
+    from llmcore_tui.core.paths import checkout_root
 
     root = checkout_root()
     if root is not None:

@@ -177,7 +177,7 @@ def run_app(db: Path, lang: str) -> int:
 
     from llmcore_tui.cli.options import prepare_store
     from llmcore_tui.core import labruns
-    from llmcore_tui.core.course import cache_dir, content_root
+    from llmcore_tui.core.paths import cache_dir, content_root
     from llmcore_tui.core.store import StoreError
 
     try:
