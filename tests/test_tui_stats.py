@@ -67,7 +67,7 @@ async def test_stats_screen_shows_retention_heatmap_forecast_and_mastery(history
 async def test_stats_opens_as_a_lazy_mode_on_a_fresh_course(course):
     app = LlmcoreApp(course)
     async with app.run_test(size=(120, 60)) as pilot:
-        app._open("stats", "stats", "StatsScreen")
+        app.action_open("stats")
         await loaded(app, pilot)
         screen = app.screen
         assert isinstance(screen, StatsScreen) and screen.report is not None

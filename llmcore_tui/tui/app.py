@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from textual.app import App, SystemCommand
@@ -27,6 +29,39 @@ from llmcore_tui.tui.screens.today import TodayScreen
 _T0 = float(os.environ.get("LLMCORE_BENCH_T0", "0") or 0)
 
 
+@dataclass(frozen=True)
+class ScreenEntry:
+    """One screen of the app: its key, the mode it runs in, where it lives, and its words for the
+    key's tooltip and the command palette. Bindings, the open action and the palette come from here."""
+
+    key: str
+    mode: str
+    module: str  # under llmcore_tui.tui.screens
+    screen: str  # the class in that module
+    title: str
+    tooltip: str
+    palette: str
+
+
+SCREENS: tuple[ScreenEntry, ...] = (
+    ScreenEntry("t", "today", "today", "TodayScreen", "Today", "Today's plan",
+                "Today's plan: the day you are on, what is owed, the next steps with their keys"),
+    ScreenEntry("r", "review", "review", "ReviewScreen", "Review", "Review due and new cards",
+                "Review due and new cards (space reveals, 1-4 rate, u undoes)"),
+    ScreenEntry("m", "roadmap", "roadmap", "RoadmapScreen", "Roadmap", "The 14-day roadmap",
+                "The 14-day plan and the status of each day"),
+    ScreenEntry("l", "labs", "labs", "LabsScreen", "Labs", "Run the labs and watch their metrics live",
+                "Run a lab (toy or full preset), watch its metrics, compare runs"),
+    ScreenEntry("k", "quiz", "quiz", "QuizScreen", "Quiz", "Quiz on today's module (ctrl+o picks another)",
+                "Quiz on today's module; misses come back in Review"),
+    ScreenEntry("s", "stats", "stats", "StatsScreen", "Stats", "Retention, review heatmap, forecast, mastery by module",
+                "True retention vs desired, 12-week review heatmap, 14-day forecast, mastery by module"),
+    ScreenEntry("c", "calc", "calc", "CalcScreen", "Calculator", "Memory calculator: KV cache, weights, ZeRO, LoRA",
+                "KV cache, weights, ZeRO training memory and LoRA by preset"),
+)
+SCREENS_BY_MODE = {entry.mode: entry for entry in SCREENS}
+
+
 class LlmcoreApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "llmcore-tui"
@@ -37,13 +72,8 @@ class LlmcoreApp(App[int]):
     # the screens' own keys fill the footer; the seven screen keys are on Today and in Help (?),
     # so that no footer is cut at 80 columns (tests/test_layout.py)
     BINDINGS = [
-        Binding("t", "switch_mode('today')", "Today", id="go.today", tooltip="Today's plan", show=False),
-        Binding("r", "review", "Review", id="go.review", tooltip="Review due and new cards", show=False),
-        Binding("m", "roadmap", "Roadmap", id="go.roadmap", tooltip="The 14-day roadmap", show=False),
-        Binding("l", "labs", "Labs", id="go.labs", tooltip="Run the labs and watch their metrics live", show=False),
-        Binding("k", "quiz", "Quiz", id="go.quiz", tooltip="Quiz on today's module (ctrl+o picks another)", show=False),
-        Binding("s", "stats", "Stats", id="go.stats", tooltip="Retention, review heatmap, forecast, mastery by module", show=False),
-        Binding("c", "calc", "Calculator", id="go.calc", tooltip="Memory calculator: KV cache, weights, ZeRO, LoRA", show=False),
+        *(Binding(s.key, f"open('{s.mode}')", s.title, id=f"go.{s.mode}", tooltip=s.tooltip, show=False)
+          for s in SCREENS),
         Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Keys and how the course works"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit (everything is already saved)"),
     ]
@@ -97,31 +127,15 @@ class LlmcoreApp(App[int]):
                 self.exit(0)
 
     # -- navigation -----------------------------------------------------------------------
-    def action_review(self) -> None:
-        self._open("review", "review", "ReviewScreen")  # markdown & FSRS load on first use
-
-    def _open(self, mode: str, module: str, screen: str) -> None:
-        """Switch to a screen's mode, importing the screen on first use (keeps start-up light)."""
+    def action_open(self, mode: str) -> None:
+        """Switch to a screen, importing it on first use (markdown, FSRS and charts load only then)."""
         if mode not in self._modes:
             import importlib
 
-            self.add_mode(mode, getattr(importlib.import_module(f"llmcore_tui.tui.screens.{module}"), screen))
+            entry = SCREENS_BY_MODE[mode]
+            module = importlib.import_module(f"llmcore_tui.tui.screens.{entry.module}")
+            self.add_mode(mode, getattr(module, entry.screen))
         self.switch_mode(mode)
-
-    def action_roadmap(self) -> None:
-        self._open("roadmap", "roadmap", "RoadmapScreen")
-
-    def action_labs(self) -> None:
-        self._open("labs", "labs", "LabsScreen")
-
-    def action_quiz(self) -> None:
-        self._open("quiz", "quiz", "QuizScreen")
-
-    def action_stats(self) -> None:
-        self._open("stats", "stats", "StatsScreen")
-
-    def action_calc(self) -> None:
-        self._open("calc", "calc", "CalcScreen")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -129,17 +143,8 @@ class LlmcoreApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Today", "Today's plan: day of the roadmap, cards due, what to do next",
-                            lambda: self.switch_mode("today"))
-        yield SystemCommand("Review", "Review due and new cards (space reveals, 1-4 rate, u undoes)",
-                            self.action_review)
-        yield SystemCommand("Roadmap", "The 14-day plan and the status of each day",
-                            self.action_roadmap)
-        yield SystemCommand("Labs", "Run a lab (toy or full preset), watch its metrics, compare runs", self.action_labs)
-        yield SystemCommand("Quiz", "Quiz on today's module; misses come back in Review", self.action_quiz)
-        yield SystemCommand("Calculator", "KV cache, weights, ZeRO training memory and LoRA by preset", self.action_calc)
-        yield SystemCommand("Stats", "True retention vs desired, 12-week review heatmap, 14-day forecast, mastery by module",
-                            self.action_stats)
+        for entry in SCREENS:
+            yield SystemCommand(entry.title, entry.palette, partial(self.action_open, entry.mode))
         yield SystemCommand("Export brief (HTML)", "Write brief.html (key ideas, mastery, lab evidence) to the current folder",
                             lambda: self.export_brief("html"))
         yield SystemCommand("Export brief (Markdown)", "Write brief.md to the current folder",

@@ -15,7 +15,7 @@ from llmcore_tui.core.plan import CATCH_UP_STEP, Plan, plural
 
 class TodayScreen(Screen):
     BINDINGS = [
-        Binding("enter", "app.review", "Start", id="today.start", tooltip="Review due cards, then learn new ones"),
+        Binding("enter", "app.open('review')", "Start", id="today.start", tooltip="Review due cards, then learn new ones"),
         Binding("plus", "learn_more", f"+{CATCH_UP_STEP} new", id="today.more",
                 tooltip=f"Raise today's new-card limit by {CATCH_UP_STEP} (catching up)"),
         Binding("e", "export_brief", "Export brief", id="today.brief",
