@@ -84,3 +84,17 @@ def test_a_committed_action_is_visible_to_another_connection(tmp_path):
     assert other.execute("SELECT value FROM settings WHERE key = 'x'").fetchone() == ("1",)
     other.close()
     store.close()
+
+
+def test_reopen_gives_a_worker_its_own_connection_and_shares_an_in_memory_one(tmp_path):
+    store = Store(tmp_path / "p.db")
+    with store.reopen() as worker:
+        assert worker.conn is not store.conn and worker.path == store.path
+        worker.set_setting("from_worker", 1)
+    assert store.get_setting("from_worker") == 1
+    store.close()
+    memory = Store(":memory:")
+    with memory.reopen() as worker:
+        assert worker.conn is memory.conn
+    assert memory.scalar("SELECT 1") == 1  # closing the reopened store left the one connection open
+    memory.close()

@@ -186,16 +186,15 @@ class LabRunner:
         env.setdefault(CHECKPOINTS_ENV, str(self.runs_dir / "_checkpoints"))
         env[PARENT_ENV] = str(os.getpid())
         requested = {"toy": toy, "seed": seed, "device": device, "set": list(assignments)}
-        writer, owns_writer = _writer_for(self.store)
+        writer = self.store.reopen()  # the reader thread's own connection
         try:
             with open(out_dir / "stderr.txt", "wb") as stderr_file:
                 proc = _spawn(argv, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=stderr_file, env=env, start_new_session=True, bufsize=0)
         except OSError as exc:
-            if owns_writer:
-                writer.close()
+            writer.close()
             raise LabRunError(f"cannot start the lab ({shlex.join(argv[:3])}): {exc}") from None
-        handle = RunHandle(run_id, info, "toy" if toy else "full", proc, out_dir, writer, owns_writer,
+        handle = RunHandle(run_id, info, "toy" if toy else "full", proc, out_dir, writer,
                            on_event, self.grace_s)
         try:
             with writer.transaction() as conn:
@@ -207,8 +206,7 @@ class LabRunner:
         except BaseException:
             handle._kill_group(signal.SIGKILL)
             proc.wait()
-            if owns_writer:
-                writer.close()
+            writer.close()
             raise
         with _ACTIVE_LOCK:
             _ACTIVE[run_id] = handle
@@ -250,18 +248,11 @@ def _spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen:
     return proc
 
 
-def _writer_for(store: Store) -> tuple[Store, bool]:
-    """A connection of its own for the reader thread; an in-memory store can only share its one."""
-    if str(store.path) == ":memory:":
-        return store, False
-    return Store(store.path), True
-
-
 class RunHandle:
     """A running lab. Thread-safe: ``cancel`` and ``wait`` may be called from any thread."""
 
     def __init__(self, run_id: str, info: LabInfo, preset: str, proc: subprocess.Popen, out_dir: Path,
-                 writer: Store, owns_writer: bool, on_event: Callable[[Event], None] | None, grace_s: float):
+                 writer: Store, on_event: Callable[[Event], None] | None, grace_s: float):
         self.run_id = run_id
         self.info = info
         self.lab = info.name
@@ -280,7 +271,6 @@ class RunHandle:
         self.progress: tuple[int, int | None] = (0, None)
 
         self._writer = writer
-        self._owns_writer = owns_writer
         self._on_event = on_event
         self._buffer: deque[Event] | None = deque() if on_event is None else None
         self._cond = threading.Condition()
@@ -582,8 +572,7 @@ class RunHandle:
             self.status = "failed"
             self.error = f"could not record the run: {type(exc).__name__}: {exc}"
         finally:
-            if self._owns_writer:
-                self._writer.close()
+            self._writer.close()
             with _ACTIVE_LOCK:
                 _ACTIVE.pop(self.run_id, None)
             self._emit({"event": "end", "run_id": self.run_id, "status": self.status, "exit_code": self.exit_code,

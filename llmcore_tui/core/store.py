@@ -145,6 +145,7 @@ class Store:
 
     def __init__(self, path: Path | str, readonly: bool | None = None):
         self.path = Path(path)
+        self._borrowed = False  # a reopen() of an in-memory database: close() leaves the connection
         self.readonly = False
         self.created = False
         self.created_folders: list[Path] = []
@@ -307,7 +308,26 @@ class Store:
         return ReadOnlyStoreError(self.readonly_message()) if _is_readonly(exc) else exc
 
     def close(self) -> None:
-        self.conn.close()
+        if not self._borrowed:
+            self.conn.close()
+
+    def reopen(self) -> "Store":
+        """The same database on a connection of its own, for a worker thread, so that its
+        transactions never interleave with the UI thread's. An in-memory database has only the
+        one connection: it is shared, and closing the reopened store leaves it open."""
+        if str(self.path) == ":memory:":
+            import copy
+
+            twin = copy.copy(self)
+            twin._borrowed = True
+            return twin
+        return Store(self.path)
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- small helpers --------------------------------------------------------------------
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:

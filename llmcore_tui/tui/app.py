@@ -159,8 +159,8 @@ class LlmcoreApp(App[int]):
         path = default_output(fmt).resolve()
         self.call_from_thread(self.notify, f"Writing {path.name}…", timeout=2)
         # its own connection: the UI thread may be in a transaction on the app's one
-        course = Course.open(self.course.store.path, self.course.content_root, clock=self.course.clock,
-                             cache_dir=self.course.cache_dir)
+        course = Course(self.course.store.reopen(), None, self.course.content_root, clock=self.course.clock,
+                        cache_dir=self.course.cache_dir)
         from llmcore_tui.core.store import StoreError
 
         try:

@@ -124,16 +124,13 @@ class StatsScreen(Screen):
     @work(thread=True, exclusive=True, group="stats", exit_on_error=False, description="statistics")
     def _load(self) -> None:
         course = self.app.course  # type: ignore[attr-defined]
-        own = _own_store(course.store)
         try:
-            result: Report | Exception = stats.report(
-                stats.Context.of(course, own), heatmap_days=HEATMAP_DAYS, retention_days=RETENTION_DAYS,
-                first_review_days=FIRST_REVIEW_DAYS, forecast_days=FORECAST_DAYS)
+            with course.store.reopen() as own:  # a connection of the worker's own
+                result: Report | Exception = stats.report(
+                    stats.Context.of(course, own), heatmap_days=HEATMAP_DAYS, retention_days=RETENTION_DAYS,
+                    first_review_days=FIRST_REVIEW_DAYS, forecast_days=FORECAST_DAYS)
         except Exception as exc:  # shown on the screen rather than crashing the app
             result = exc
-        finally:
-            if own is not course.store:
-                own.close()
         try:
             self.app.call_from_thread(self._show, result)
         except RuntimeError:  # the app is shutting down
@@ -206,12 +203,3 @@ class StatsScreen(Screen):
         lines = [f"{w.item_id} [dim]({w.module})[/dim] · recall {pct(w.retrievability)} · "
                  f"{w.lapses} lapse{'s' if w.lapses != 1 else ''} · difficulty {w.difficulty:.1f}" for w in r.weakest]
         self.query_one("#stats-weakest", Static).update("\n".join(lines))
-
-
-def _own_store(store):
-    """A connection of its own for the worker thread; an in-memory store can only share its one."""
-    from llmcore_tui.core.store import Store
-
-    if str(store.path) == ":memory:":
-        return store
-    return Store(store.path)
