@@ -65,8 +65,22 @@ def real_course(tmp_path: Path, clock: Clock) -> Course:
     course.close()
 
 
+def drain_pty(fd: int) -> None:
+    """Read whatever a pseudo-terminal has ready, so that the program writing to it never blocks."""
+    import os
+    import select
+
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0)
+            if not ready or not os.read(fd, 65536):
+                return
+    except OSError:
+        return
+
+
 def dedent(text: str) -> str:
     return textwrap.dedent(text).lstrip()
 
 
-__all__ = ["Store", "card_block", "write_card_file", "dedent", "FIXED_NOW", "REPO"]
+__all__ = ["Store", "card_block", "write_card_file", "dedent", "drain_pty", "FIXED_NOW", "REPO"]

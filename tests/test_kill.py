@@ -19,25 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import drain_pty
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _drain(fd: int) -> None:
-    try:
-        while True:
-            import select
-
-            ready, _, _ = select.select([fd], [], [], 0)
-            if not ready or not os.read(fd, 65536):
-                return
-    except OSError:
-        return
 
 
 def _wait_for(predicate, fd: int, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _drain(fd)
+        drain_pty(fd)
         if predicate():
             return
         time.sleep(0.005)

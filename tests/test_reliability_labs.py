@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import drain_pty
+
 REPO = Path(__file__).resolve().parents[1]
 
 SPINNER = textwrap.dedent("""
@@ -173,18 +175,6 @@ def test_a_lab_whose_parent_is_already_gone_exits_at_once(tmp_path):
 
 # -- the real app in a pseudo-terminal ------------------------------------------------------------
 
-def _drain(fd: int) -> None:
-    import select
-
-    try:
-        while True:
-            ready, _, _ = select.select([fd], [], [], 0)
-            if not ready or not os.read(fd, 65536):
-                return
-    except OSError:
-        return
-
-
 def _app(tmp_path: Path, content: Path, db: Path, extra_env: dict[str, str]) -> tuple[int, int]:
     import fcntl
     import pty
@@ -202,13 +192,13 @@ def _app(tmp_path: Path, content: Path, db: Path, extra_env: dict[str, str]) -> 
         os.chdir(REPO)
         os.execve(sys.executable, [sys.executable, "-m", "llmcore_tui", "--db", str(db)], env)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    _wait(lambda: (_drain(fd), painted.exists())[1], 60, "the Today screen")
+    _wait(lambda: (drain_pty(fd), painted.exists())[1], 60, "the Today screen")
     return pid, fd
 
 
 def _launch_lab_in_app(fd: int, db: Path) -> int:
     def running():
-        _drain(fd)
+        drain_pty(fd)
         row = _row(db)
         return row if row and row[0] == "running" and row[1] else None
 
@@ -216,7 +206,7 @@ def _launch_lab_in_app(fd: int, db: Path) -> int:
         os.write(fd, b"l")  # the Labs screen
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
-            _drain(fd)
+            drain_pty(fd)
             time.sleep(0.05)
         os.write(fd, b"t")  # run the selected lab's toy preset
         try:
@@ -255,11 +245,11 @@ def test_the_app_killed_or_hung_up_leaves_no_lab_running(tmp_path, content, sig)
             assert _row(db) == ("running", lab_pid)
             # the next start of the app marks the row (and exits after its first paint)
             again, fd2 = _app(tmp_path, content, db, {"LLMCORE_BENCH_EXIT": "1"})
-            _wait(lambda: (_drain(fd2), _reap(again, 0.1) is not None)[1], 30, "the second app to exit")
+            _wait(lambda: (drain_pty(fd2), _reap(again, 0.1) is not None)[1], 30, "the second app to exit")
             os.close(fd2)
             assert _row(db) == ("failed", lab_pid)
         else:
-            code = _wait(lambda: (_drain(fd), _reap(pid, 0.1))[1], 20, f"the app to exit on {sig}")
+            code = _wait(lambda: (drain_pty(fd), _reap(pid, 0.1))[1], 20, f"the app to exit on {sig}")
             assert code == 128 + getattr(signal, sig)
             assert _gone(lab_pid)
             assert _row(db) == ("cancelled", lab_pid)  # cancelled and recorded before the app ended
