@@ -20,6 +20,9 @@ from llmcore_tui.core.srs import NewItem, ReviewQueue, Srs, introduced_ids, intr
 from llmcore_tui.core.store import Store
 
 
+ADVANCED_TAG = "advanced"  # a card beyond the day's core: introduced after the day's core cards
+
+
 @dataclass
 class SharedReviewQueue(ReviewQueue):
     """A review queue that respects other instances on the same database.
@@ -109,10 +112,11 @@ class Course:
         return self._srs
 
     def new_items(self, unlocked: set[int], introduced: set[str] | None = None) -> list[NewItem]:
-        """Cards of unlocked days never reviewed, in curriculum order (day, then file order)."""
+        """Cards of unlocked days never reviewed, in curriculum order: by day, a day's core cards
+        before its advanced ones (tag ``advanced``), then file order."""
         introduced = introduced_ids(self.store) if introduced is None else introduced
         cards = [c for c in self.deck.cards if c.day in unlocked and c.id not in introduced]
-        cards.sort(key=lambda c: c.day)  # stable: keeps file order within a day
+        cards.sort(key=lambda c: (c.day, ADVANCED_TAG in c.tags))  # stable: keeps file order otherwise
         return [NewItem(c.id, "card", c.module, c.day) for c in cards]
 
     def new_left_today(self) -> int:
