@@ -28,7 +28,8 @@ def test_presets_table_and_json():
     assert "llama-2-7b" in out and "6.738B" in out and "GQA" in out
     data = run_json("presets")
     assert {d["name"]: d["params"] for d in data} == {
-        "llama-2-7b": 6_738_415_616, "llama-3-8b": 8_030_261_248, "qwen2.5-7b": 7_615_616_512}
+        "llama-2-7b": 6_738_415_616, "llama-3-8b": 8_030_261_248, "qwen2.5-7b": 7_615_616_512,
+        "mixtral-8x7b": 46_702_792_704}
 
 
 def test_kv_preset_is_2_gib_and_explicit_numbers_match():
