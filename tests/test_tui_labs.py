@@ -44,7 +44,7 @@ def notifications(app: LlmcoreApp) -> list[tuple[str, str]]:
 
 
 def log_pid(screen: LabsScreen, label: str) -> int | None:
-    for line in list(screen.live.log if screen.live else []):
+    for line in list(screen.live.logs if screen.live else []):
         if isinstance(line, str) and line.startswith(label + " "):
             return int(line.split()[1])
     return None

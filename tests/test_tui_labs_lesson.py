@@ -170,18 +170,19 @@ def test_wrap_name_breaks_after_underscores(name, expected):
 
 async def test_a_live_table_is_shown_from_its_header_not_its_last_rows(course):
     """A table arriving during a run (after many log lines) is scrolled to its title, not past it."""
-    from llmcore_tui.tui.screens.labs import LiveRun
+    from llmcore_tui.tui.widgets.live_feed import LiveFeed
 
     app = LlmcoreApp(course)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = LabsScreen()
         await app.push_screen(screen)
         await pilot.pause(0.2)
-        screen.live = LiveRun("vlm", "toy")
+        screen.feed = LiveFeed("vlm", "toy")
         screen._show_live()
         await pilot.pause(0.1)
-        screen._inbox.extend({"event": "log", "text": f"step {i}"} for i in range(60))
-        screen._inbox.append({"event": "table", "name": "connectors", "columns": COLUMNS,
+        for i in range(60):
+            screen.feed.receive({"event": "log", "text": f"step {i}"})
+        screen.feed.receive({"event": "table", "name": "connectors", "columns": COLUMNS,
                               "rows": [["q_former", 64, 128 + i, 1.2e5, 0.1, 0.8, 0.5] for i in range(30)]})
         screen._drain()
         await pilot.pause(0.2)

@@ -1,17 +1,36 @@
-"""How a lab's results are drawn in the terminal: its tables with whole column names, and a
-chart's y range that a few extreme points cannot flatten. Pure functions of the recorded
-values (no widgets state), so the Labs screen and its tests share them."""
+"""How a lab's results are drawn in the terminal: its tables with whole column names, a chart's
+y range that a few extreme points cannot flatten, decade ticks for a log axis, and a run's status
+and time. Pure functions of the recorded values (no widget state), so the Labs widgets and their
+tests share them."""
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from llmcore_tui.core.labruns import fmt_value
 
 MAX_POINTS = 400  # per drawn series: long runs are thinned for the terminal
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "rejected": "red"}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def when(ts: float | None) -> str:
+    """A run's start as the runs list shows it (local time, to the minute)."""
+    return "—" if ts is None else time.strftime("%m-%d %H:%M", time.localtime(ts))
+
+
+def short_run_id(run_id: str) -> str:
+    """``mdp-20260302-101500-ab12`` -> ``101500-ab12`` (a legend label)."""
+    return "-".join(run_id.rsplit("-", 2)[-2:])
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
@@ -96,10 +115,25 @@ def lab_table(name: str, columns: list[Any], rows: list[list[Any]], width: int |
     return table
 
 
-def thin_points(points: list[tuple[int, float | None]]) -> tuple[list[int], list[float]]:
+def thin_points(points: list[tuple[float, float | None]]) -> tuple[list[float], list[float]]:
+    """At most about ``MAX_POINTS`` of a series' finite points, evenly spaced, the last one kept."""
     finite = [(s, v) for s, v in points if v is not None]
     stride = max(1, len(finite) // MAX_POINTS)
     kept = finite[::stride]
     if finite and kept[-1] != finite[-1]:
         kept.append(finite[-1])
     return [s for s, _ in kept], [v for _, v in kept]
+
+
+def decade_ticks(values: list[float]) -> tuple[list[float], list[str]] | None:
+    """Ticks at powers of ten for a log axis over ``values`` (all positive): ``1e-8 1e-6 ...``,
+    every second decade when there are many, so the labels stay short and readable (plotext's
+    own log ticks print ``0.00000049``). None when the values span less than one decade."""
+    if not values:
+        return None
+    low, high = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+    if high - low < 1:
+        return None
+    step = 1 if high - low <= 5 else 2
+    exponents = list(range(low - low % step, high + 1, step))
+    return [10.0 ** e for e in exponents], [f"1e{e}" for e in exponents]

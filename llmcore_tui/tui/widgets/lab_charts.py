@@ -1,0 +1,186 @@
+"""The Labs screen's charts: the figures a run declared (``CHARTS`` in its lab), else every metric
+that moves, plotted by step.
+
+A declared chart is drawn as the lab wrote it: ``y`` against ``x`` (or the step), log axes with
+decade ticks, several series with a legend, reference series (a formula, a baseline) in a
+quieter marker and colour and labelled "(reference)", the axis labels, and under the chart the
+one line that says what to look for. Comparing runs overlays the same chart of each run, one
+line per run and series. A run that declared nothing (an older recorded run, a fake lab) gets
+one chart per informative metric, as before: a series whose first points dwarf the rest is drawn
+on a robust y range that says so (:func:`~llmcore_tui.tui.widgets.labview.robust_ylim`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from labs.protocol import Chart, LiveRun
+from llmcore_tui.core.labruns import informative_keys
+from llmcore_tui.tui.widgets.labview import CLIPPED_NOTE, decade_ticks, robust_ylim, short_run_id, thin_points
+
+SLOTS = 2  # charts side by side when there is room
+MIN_SLOT_WIDTH = 44  # narrower than this, one chart fills the width
+REFERENCE_MARKER, REFERENCE_COLOR = "dot", "gray"
+
+
+def generic_charts(run: LiveRun) -> tuple[Chart, ...]:
+    """One chart per metric, the informative ones first (what a run without ``CHARTS`` shows)."""
+    return tuple(Chart(key, (key,)) for key in informative_keys(run.series))
+
+
+def charts_of(run: LiveRun) -> tuple[Chart, ...]:
+    return run.charts or generic_charts(run)
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """One line as plotted: the label in the legend (None: no legend), thinned points, its kind."""
+
+    label: str | None
+    xs: list[float]
+    ys: list[float]
+    reference: bool
+
+
+def drawn_lines(chart: Chart, runs: dict[str, LiveRun]) -> list[Drawn]:
+    """The lines of ``chart`` for one run, or for each of several compared runs (the first run's
+    reference series only: a formula is drawn once). A lone line needs no legend."""
+    lines = []
+    for i, (run_id, run) in enumerate(runs.items()):
+        for line in run.chart_lines(chart):
+            if line.reference and i > 0:
+                continue
+            label = f"{line.label} (reference)" if line.reference else line.label
+            if len(runs) > 1 and not line.reference:
+                label = short_run_id(run_id) if len(chart.y) == 1 else f"{short_run_id(run_id)} {line.label}"
+            xs, ys = thin_points(list(zip(line.xs, line.ys)))
+            lines.append(Drawn(label, xs, ys, line.reference))
+    if len(lines) == 1:
+        lines = [Drawn(None, lines[0].xs, lines[0].ys, lines[0].reference)]
+    return lines
+
+
+class ChartSlot(Vertical):
+    """One plot and, under it, what to look for in it."""
+
+    def compose(self) -> ComposeResult:
+        from textual_plotext import PlotextPlot  # plotext loads with the Labs screen, not at start-up
+
+        yield PlotextPlot(classes="labs-plot")
+        yield Static(classes="labs-look-for muted")
+
+    def draw(self, chart: Chart | None, lines: list[Drawn], placeholder: str = "") -> tuple[float, float] | None:
+        """Draw ``chart``'s lines (or only ``placeholder`` without a chart); returns the robust
+        y range when one was applied."""
+        plot = self.query_one(".labs-plot")
+        plt = plot.plt  # type: ignore[attr-defined]
+        plt.clear_data()
+        plt.clear_figure()
+        look_for = self.query_one(".labs-look-for", Static)
+        look_for.update(f"look for: {chart.look_for}" if chart and chart.look_for else "")
+        look_for.display = bool(chart and chart.look_for)
+        if chart is None:
+            plt.title(placeholder)
+            plot.refresh()
+            return None
+        plt.title(_fit(chart.title, plot.size.width - 2))
+        limits = self._axes(plt, chart, lines)
+        x_label = chart.x_label or chart.x or "step"
+        plt.xlabel(f"{x_label} · {CLIPPED_NOTE}" if limits and chart.x_label else CLIPPED_NOTE if limits else x_label)
+        if chart.y_label:
+            plt.ylabel(chart.y_label)
+        for line in lines:
+            if not line.xs:
+                continue
+            style = {"marker": REFERENCE_MARKER, "color": REFERENCE_COLOR} if line.reference else {}
+            plt.plot(line.xs, line.ys, **({"label": line.label} if line.label else {}), **style)
+        if not any(line.xs for line in lines):
+            plt.xlabel(f"no points yet ({', '.join(chart.y)})")
+        plot.refresh()
+        return limits
+
+    @staticmethod
+    def _axes(plt, chart: Chart, lines: list[Drawn]) -> tuple[float, float] | None:
+        """Log scales with decade ticks; on a linear y axis, the robust range when few points
+        would flatten the rest (a log axis already shows every decade)."""
+        xs = [x for line in lines for x in line.xs]
+        ys = [y for line in lines for y in line.ys]
+        for log, axis, scale, ticks, values in ((chart.log_x, "x", plt.xscale, plt.xticks, xs),
+                                                (chart.log_y, "y", plt.yscale, plt.yticks, ys)):
+            if log:
+                scale("log")
+                decades = decade_ticks(values)
+                if decades:
+                    ticks(*decades)
+        if chart.log_y:
+            return None
+        limits = robust_ylim(ys)
+        if limits is not None:
+            plt.ylim(*limits)
+        return limits
+
+
+def _fit(title: str, width: int) -> str:
+    """A title that fits the plot (plotext leaves out a title wider than the plot)."""
+    return title if width <= 1 or len(title) <= width else title[: max(1, width - 1)] + "…"
+
+
+class LabCharts(Horizontal):
+    """The charts of the run on screen (``show``); ``n`` moves on to the next chart."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.runs: dict[str, LiveRun] = {}  # the run shown first, then the runs compared with it
+        self.first_chart = 0
+        self.titles: list[str] = []  # the charts drawn now, left to right
+        self.clipped: dict[str, tuple[float, float]] = {}  # chart title -> the robust y range drawn
+
+    def compose(self) -> ComposeResult:
+        for i in range(SLOTS):
+            yield ChartSlot(id=f"labs-chart-{i}", classes="labs-chart")
+
+    def show(self, run: LiveRun | None, run_id: str = "", compared: dict[str, LiveRun] | None = None,
+             keep_offset: bool = False) -> None:
+        """Chart ``run`` (None: nothing) and, overlaid, the ``compared`` runs (ids to runs)."""
+        self.runs = {} if run is None else {run_id: run, **{k: v for k, v in (compared or {}).items() if k != run_id}}
+        if not keep_offset:
+            self.first_chart = 0
+        self.redraw()
+
+    @property
+    def charts(self) -> tuple[Chart, ...]:
+        run = next(iter(self.runs.values()), None)
+        return () if run is None else charts_of(run)
+
+    def next_chart(self) -> bool:
+        if len(self.charts) < 2:
+            return False
+        self.first_chart += 1
+        self.redraw()
+        return True
+
+    def on_resize(self) -> None:
+        self.redraw()
+
+    def redraw(self) -> None:
+        if not self.is_mounted:
+            return
+        charts = self.charts
+        if charts:
+            start = self.first_chart % len(charts)
+            charts = charts[start:] + charts[:start]
+        room = SLOTS if self.size.width >= SLOTS * MIN_SLOT_WIDTH else 1
+        shown = charts[: min(room, len(charts)) or 1]
+        self.titles, self.clipped = [c.title for c in shown], {}
+        for i, slot in enumerate(self.query(ChartSlot)):
+            slot.display = i < len(shown) or i == 0
+            if i < len(shown):
+                limits = slot.draw(shown[i], drawn_lines(shown[i], self.runs))
+                if limits is not None:
+                    self.clipped[shown[i].title] = limits
+            else:
+                slot.draw(None, [], "metrics appear here" if i == 0 else "")
