@@ -91,6 +91,45 @@ def test_activations_and_flops():
     assert "6·N·D" in run("flops", "-p", "llama-3-8b", "--tokens", "15T").output
 
 
+def test_moe_mixtral_stored_against_active():
+    out = run("moe", "mixtral-8x7b").output
+    assert "46.7B" in out and "12.88B" in out and "top-2" in out and "routed experts" in out
+    data = run_json("moe", "mixtral-8x7b")
+    assert (data["total"], data["active"]) == (46_702_792_704, 12_879_925_248)
+    assert data["experts"] == 8 and data["experts_per_token"] == 2
+
+
+def test_moe_overrides_turn_a_dense_preset_into_experts():
+    dense = run_json("moe", "llama-3-8b")
+    assert dense["total"] == dense["active"] == 8_030_261_248
+    top1 = run_json("moe", "mixtral-8x7b", "--top-k", "1")
+    assert top1["model"] == "mixtral-8x7b (modified)" and top1["total"] == 46_702_792_704
+    assert 12_879_925_248 - top1["active"] == 32 * 3 * 4096 * 14336  # one expert fewer per layer
+    made = run_json("moe", "llama-3-8b", "--experts", "4", "--top-k", "1", "--shared-experts", "1")
+    assert made["active"] == dense["active"] + 32 * 3 * 4096 * 14336 + 32 * 4096 * 4  # shared expert + router
+
+
+def test_moe_a2a_explicit_and_from_a_preset():
+    data = run_json("moe-a2a", "--tokens", "4096", "--hidden", "4096", "--top-k", "2", "--ep", "8")
+    assert data["total"] == 2 * 4096 * 2 * 4096 * 2 * 7 / 8 == 112 * 2**20
+    from_preset = run_json("moe-a2a", "--tokens", "4k", "-p", "mixtral-8x7b", "--ep", "8")
+    assert (from_preset["hidden"], from_preset["top_k"]) == (4096, 2)
+    assert from_preset["total"] == 2 * 4000 * 2 * 4096 * 2 * 7 / 8
+    assert run_json("moe-a2a", "--tokens", "4096", "-p", "mixtral-8x7b", "--ep", "1")["total"] == 0
+    out = run("moe-a2a", "--tokens", "4096", "--hidden", "4096", "--top-k", "2", "--ep", "8", "--dtype", "fp32").output
+    assert "224 MiB" in out and "dispatch" in out and "combine" in out
+
+
+def test_speculative_table_and_json():
+    out = run("speculative", "--alpha", "0.8", "--k", "4").output
+    assert "3.362 tokens per target forward" in out
+    data = run_json("speculative", "--alpha", "0.8", "-k", "4", "--draft-cost", "0.05")
+    assert data["tokens_per_step"] == pytest.approx(3.3616)
+    assert data["speedup"] == pytest.approx(3.3616 / 1.2)
+    assert [r["k"] for r in data["by_k"]] == [1, 2, 3, 4]
+    assert run_json("speculative", "--alpha", "1", "--k", "3")["tokens_per_step"] == 4
+
+
 @pytest.mark.parametrize("args, message", [
     (["kv"], "give --preset NAME or all of --layers, --kv-heads, --head-dim"),
     (["kv", "-p", "gpt-9"], "unknown preset"),
@@ -106,8 +145,20 @@ def test_activations_and_flops():
     (["lora", "--layers", "2"], "--hidden"),
     (["activations", "-p", "llama-2-7b", "--recompute", "some"], "none, selective, full"),
     (["flops", "--params", "7B", "--tokens", "many"], "not a number"),
+    (["moe", "gpt-9"], "unknown preset"),
+    (["moe", "llama-3-8b", "--experts", "8"], "experts_per_token (top-k) must be from 1 to experts (8)"),
+    (["moe", "mixtral-8x7b", "--top-k", "9"], "must be from 1 to experts (8), got 9"),
+    (["moe-a2a", "--tokens", "4096", "--ep", "8"], "give --preset NAME (an MoE model) or both --hidden and --top-k"),
+    (["moe-a2a", "--tokens", "4096", "-p", "llama-3-8b", "--ep", "8"], "llama-3-8b is dense"),
+    (["moe-a2a", "--tokens", "lots", "--hidden", "8", "--top-k", "1", "--ep", "2"], "not a number"),
+    (["moe-a2a", "--tokens", "8", "--hidden", "8", "--top-k", "1", "--ep", "0"], "--ep"),
+    (["speculative", "--alpha", "1.5", "--k", "4"], "alpha must be a number from 0 to 1"),
+    (["speculative", "--alpha", "0.5", "--k", "0"], "look-ahead k must be"),
+    (["speculative", "--alpha", "0.5", "--k", "2", "--draft-cost", "-1"], "draft cost must be a non-negative"),
+    (["speculative", "--k", "2"], "--alpha"),
 ])
 def test_bad_input_is_a_usage_error_with_a_clear_message(args, message):
     result = run(*args, code=2)
     flat = " ".join(result.output.replace("│", " ").split())
     assert message in flat
+    assert "Traceback" not in result.output

@@ -17,7 +17,8 @@ import typer
 from llmcore_tui.core import calc
 
 app = typer.Typer(
-    help="Memory and compute calculator: KV cache, weights, ZeRO training memory, LoRA, activations, FLOPs.",
+    help="Memory and compute calculator: KV cache, weights, ZeRO training memory, LoRA, activations, FLOPs, "
+         "mixture of experts, speculative decoding.",
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -159,12 +160,14 @@ def presets(as_json: bool = JsonOpt) -> None:
         _json([{**{f.name: getattr(m, f.name) for f in dataclasses.fields(m)}, "params": m.params,
                 "attention": m.attention} for m in models])
         return
-    rows = [["name", "layers", "hidden", "heads", "kv", "head_dim", "ffn", "vocab", "attn", "params", "published"]]
+    rows = [["name", "layers", "hidden", "heads", "kv", "head_dim", "ffn", "vocab", "attn", "experts", "params",
+             "published"]]
     for m in models:
         rows.append([m.name, str(m.layers), str(m.hidden), str(m.heads), str(m.kv_heads), str(m.head_dim),
-                     str(m.intermediate), str(m.vocab), m.attention, calc.format_count(m.params),
+                     str(m.intermediate), str(m.vocab), m.attention,
+                     f"{m.experts} (top-{m.experts_per_token})" if m.is_moe else "-", calc.format_count(m.params),
                      calc.format_count(m.published_params) if m.published_params else "-"])
-    typer.echo(_table(rows, right=set(range(1, 8)) | {9, 10}))
+    typer.echo(_table(rows, right=set(range(1, 8)) | {9, 10, 11}))
 
 
 @app.command()
@@ -333,3 +336,97 @@ def flops(
     if d:
         rows.append([f"training on {calc.format_count(d)} tokens", calc.format_flops(data["train_total"]), "6·N·D"])
     typer.echo(_table(rows))
+
+
+@app.command()
+def moe(
+    preset: str = typer.Argument(..., help="a model preset (see `calc presets`), e.g. mixtral-8x7b",
+                                 show_default=False),
+    experts: Optional[int] = _opt(None, "--experts", "routed experts per layer (makes a dense preset an MoE)", min=1),
+    top_k: Optional[int] = _opt(None, "--top-k", "experts each token is routed to", min=1),
+    shared_experts: Optional[int] = _opt(None, "--shared-experts", "experts every token goes through", min=0),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Mixture of experts: parameters stored (every expert) against those one token uses (top-k)."""
+    base = _preset(preset)
+    given = {k: v for k, v in (("experts", experts), ("experts_per_token", top_k),
+                               ("shared_experts", shared_experts)) if v is not None}
+    model = base
+    if given:
+        model = _wrap(dataclasses.replace, base, name=f"{base.name} (modified)", published_params=None, **given)
+    counts = calc.moe_param_counts(model)
+    if as_json:
+        _json({"model": model.name, "experts": model.experts, "experts_per_token": model.experts_per_token,
+               "shared_experts": model.shared_experts, **counts.to_dict()})
+        return
+    kind = (f"{model.experts} experts, top-{model.experts_per_token}"
+            + (f", {model.shared_experts} shared" if model.shared_experts else "")) if model.is_moe else "dense"
+    typer.echo(f"Parameters of {model.name} ({kind}): stored vs used per token")
+    active = {i.label: i.value for i in counts.active_parts.items}
+    rows = [["part", "stored", "per token", "formula (stored)"]]
+    rows += [[i.label, calc.format_count(i.value), calc.format_count(active[i.label]), i.formula]
+             for i in counts.parts.items]
+    rows.append(["total", calc.format_count(counts.total), calc.format_count(counts.active), ""])
+    typer.echo(_table(rows, right={1, 2}))
+    stored = " (every expert is stored)" if model.is_moe else ""
+    typer.echo(f"  active share: {counts.active_fraction:.1%}; weights in bf16: "
+               f"{_both_bytes(calc.weight_bytes(counts.total, 'bf16'))}{stored}; "
+               f"inference: {calc.format_flops(calc.flops_per_token(model, training=False))} per token (2·N_active)")
+
+
+@app.command("moe-a2a")
+def moe_a2a(
+    tokens: str = typer.Option(..., "--tokens", help="tokens on one device in the layer, e.g. 4096 or 8k",
+                               show_default=False),
+    ep: int = typer.Option(..., "--ep", help="expert-parallel devices the experts are spread over", min=1,
+                           show_default=False),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="an MoE preset: its hidden size and top-k",
+                                         show_default=False),
+    hidden: Optional[int] = _opt(None, "--hidden", "hidden size h (the vector each routed token carries)", min=1),
+    top_k: Optional[int] = _opt(None, "--top-k", "experts each token is routed to", min=1),
+    dtype: str = _opt("bf16", "--dtype", "dtype of the hidden vectors sent"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Expert-parallel all-to-all per MoE layer: 2 · T · k · h · bytes · (EP − 1)/EP sent by one device."""
+    dtype = _dtype(dtype)
+    n_tokens = _count(tokens, "--tokens")
+    if preset:
+        model = _preset(preset)
+        if not model.is_moe:
+            raise typer.BadParameter(f"{model.name} is dense; use an MoE preset or give --hidden and --top-k",
+                                     param_hint="--preset")
+        hidden, top_k = hidden or model.hidden, top_k or model.experts_per_token
+    if hidden is None or top_k is None:
+        raise typer.BadParameter("give --preset NAME (an MoE model) or both --hidden and --top-k",
+                                 param_hint="--hidden")
+    b = _wrap(calc.expert_parallel_all_to_all_breakdown, n_tokens, hidden, top_k, ep, dtype)
+    _emit(b, as_json, tokens=calc.tidy(n_tokens), hidden=hidden, top_k=top_k, ep=ep, dtype=dtype)
+
+
+@app.command()
+def speculative(
+    alpha: float = typer.Option(..., "--alpha", help="chance each draft token is accepted, from 0 to 1",
+                                show_default=False),
+    k: int = typer.Option(..., "--k", "-k", help="draft tokens proposed per step (look-ahead)", show_default=False),
+    draft_cost: Optional[float] = _opt(None, "--draft-cost",
+                                       "a draft forward's cost in target forwards (e.g. 0.05): adds the speed-up"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Speculative decoding: (1 − α^(k+1)) / (1 − α) tokens per forward pass of the target model."""
+    tokens = _wrap(calc.speculative_tokens_per_step, alpha, k)
+    speedup = None if draft_cost is None else _wrap(calc.speculative_speedup, alpha, k, draft_cost)
+    shown = range(1, k + 1) if k <= 16 else (k,)  # the diminishing return of a longer look-ahead
+    by_k = [{"k": j, "tokens_per_step": calc.speculative_tokens_per_step(alpha, j),
+             "speedup": None if draft_cost is None else calc.speculative_speedup(alpha, j, draft_cost)} for j in shown]
+    if as_json:
+        _json({"alpha": alpha, "k": k, "tokens_per_step": tokens, "draft_cost": draft_cost, "speedup": speedup,
+               "by_k": by_k})
+        return
+    typer.echo(f"Speculative decoding, acceptance α = {calc.format_number(alpha)}, look-ahead k = {k}")
+    typer.echo(f"  {calc.format_number(tokens)} tokens per target forward = (1 − α^(k+1)) / (1 − α)"
+               + (f"; speed-up {calc.format_number(speedup)}x with a draft costing {calc.format_number(draft_cost)}"
+                  f" of a target forward = tokens / (k·c + 1)" if speedup is not None else ""))
+    rows = [["k", "tokens per step"] + (["speed-up"] if draft_cost is not None else [])]
+    rows += [[str(r["k"]), calc.format_number(r["tokens_per_step"])]
+             + ([calc.format_number(r["speedup"])] if draft_cost is not None else []) for r in by_k]
+    typer.echo(_table(rows, right={0, 1, 2}))

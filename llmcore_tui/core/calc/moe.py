@@ -21,7 +21,7 @@ from typing import Any
 
 from llmcore_tui.core.calc.breakdown import Breakdown, Item
 from llmcore_tui.core.calc.model import ModelConfig, mlp_items, param_breakdown
-from llmcore_tui.core.calc.units import dtype_bytes, format_count, format_number, tidy
+from llmcore_tui.core.calc.units import dtype_bytes, format_number, tidy
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,10 @@ def expert_parallel_all_to_all_breakdown(tokens: float, hidden: int, top_k: int,
     """:func:`expert_parallel_all_to_all_bytes` split into dispatch and combine."""
     half = expert_parallel_all_to_all_bytes(tokens, hidden, top_k, ep, dtype) / 2
     per = dtype_bytes(dtype)
-    formula = f"T·k·h·B·(EP−1)/EP = {format_count(tokens)}·{top_k}·{hidden}·{format_number(per)}·{ep - 1}/{ep}"
+    numbers = f"{format_number(tokens)}·{top_k}·{hidden}·{format_number(per)}·{ep - 1}/{ep}"
+    formula = f"T·k·h·B·(EP−1)/EP = {numbers}"
     return Breakdown(
-        f"Expert-parallel all-to-all per MoE layer (forward), {format_count(tokens)} tokens, top-{top_k}, EP={ep}",
+        f"Expert-parallel all-to-all per MoE layer (forward), {format_number(tokens)} tokens, top-{top_k}, EP={ep}",
         "bytes", (Item("dispatch (tokens to experts)", tidy(half), formula),
                   Item("combine (outputs back)", tidy(half), formula)),
         ("uniform routing over devices, no capacity drop; the backward pass sends the same again",))
