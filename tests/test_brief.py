@@ -145,7 +145,7 @@ def test_populated_database_shows_mastery_evidence_and_timeline(populated):
     # weakest: mdp-one, rated Again twice (hardest, least recalled), comes first
     assert brief.weakest[0].card_id == "mdp-one"
     assert brief.weakest[0].difficulty == max(w.difficulty for w in brief.weakest)
-    assert "1. **What is $\\gamma$?** (`mdp-one`, D1 MDP)" in md
+    assert "| 1 | What is $\\gamma$? `mdp-one` | D1 MDP |" in md  # the weakest-cards table, as in HTML
     revisit = {r.module: r for r in brief.revisit}
     assert "mdp" in revisit and any("quiz accuracy 75%" in r for r in revisit["mdp"].reasons)
     assert any("lab td_learning not run successfully" in r for r in revisit["td_learning"].reasons)
@@ -179,7 +179,7 @@ def test_short_text_keeps_math_whole_and_stops_at_the_first_sentence():
     long = "$" + "a+" * 200 + "b$ tail"
     assert B.short_text(long) == long[:long.index(" tail")] + " …"  # never cut inside $…$
     cut = B.short_text("word " * 100)
-    assert cut.endswith(" …") and len(cut) <= B.MAX_BACK_CHARS + 2
+    assert cut.endswith(" …") and len(cut) <= B.model.MAX_BACK_CHARS + 2
     assert B.short_text("不需要。组内均值充当基线。") == "不需要。组内均值充当基线。"
 
 
@@ -296,7 +296,7 @@ def test_a_failed_render_keeps_the_old_file(course, tmp_path, monkeypatch):
     def broken(text):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(B, "render", lambda brief, fmt: "x" * 10)
+    monkeypatch.setattr(B.output, "render", lambda brief, fmt: "x" * 10)
     monkeypatch.setattr(os, "fsync", broken)
     with pytest.raises(RuntimeError):
         B.write_brief(course, target, "md")

@@ -17,6 +17,7 @@ from html.parser import HTMLParser
 import pytest
 
 from llmcore_tui.core import brief as B
+from llmcore_tui.core.brief import markdown, mathhtml, prose
 from llmcore_tui.core.course import Course
 from llmcore_tui.core.srs import AGAIN, GOOD, NewItem
 from tests.conftest import FIXED_NOW, card_block, write_card_file
@@ -32,9 +33,9 @@ SHORT = "<img src=x onerror=alert(9)>`]["  # for one-word fields (ids, keys, nam
 # the elements the brief itself writes (page, tables, SVG charts, MathML)
 OURS = {
     "html", "head", "meta", "title", "style", "body", "main", "h1", "h2", "h3", "p", "ul", "li", "table", "thead",
-    "tbody", "tr", "th", "td", "a", "section", "div", "span", "strong", "em", "code", "br",
+    "tbody", "tr", "th", "td", "a", "section", "div", "span", "strong", "em", "code", "br", "figure", "figcaption",
     "svg", "rect", "line", "text", "path", "circle", "polygon", "g",
-} | B._MATHML_TAGS
+} | mathhtml._MATHML_TAGS
 
 
 class _Tags(HTMLParser):
@@ -122,7 +123,7 @@ def test_hostile_fields_never_become_html_in_the_html_brief(hostile, mathml):
     assert brief.weakest and brief.weak_tags  # the card and tag fields are really on the page
     page = B.render_html(brief, mathml=mathml)
     _check_html(page)
-    if mathml and B._mathml_converter() is not None:
+    if mathml and mathhtml.mathml_converter() is not None:
         assert "<mtext>&lt;img/src/onerror=alert(2)&gt;</mtext>" in page  # the \text argument, as text
 
 
@@ -157,16 +158,16 @@ def test_the_mathml_filter_refuses_anything_outside_its_allow_list():
 
 def test_every_formula_of_the_course_still_renders_as_mathml():
     """The filter and the stand-ins change nothing for the real cards: no formula falls back."""
-    if B._mathml_converter() is None:
+    if mathhtml.mathml_converter() is None:
         pytest.skip("latex2mathml is not installed")
     from llmcore_tui.core.paths import content_root
 
     root = content_root()
     seen = fallbacks = 0
     for path in sorted((root / "cards").rglob("*.md")):
-        for match in B._MATH_SPLIT.finditer(path.read_text(encoding="utf-8")):
+        for match in prose.MATH_SPAN.finditer(path.read_text(encoding="utf-8")):
             latex = match.group(0).strip("$").strip()
-            before = B._mathml_converter()(latex)
+            before = mathhtml.mathml_converter()(latex)
             out = B.math_html(latex)
             seen += 1
             if before.startswith("<math") and "<mi>\\</mi>" not in before:
@@ -175,7 +176,7 @@ def test_every_formula_of_the_course_still_renders_as_mathml():
 
 
 def test_markdown_helpers_keep_ordinary_text_readable():
-    assert B._md_text("**bold** and `code` with $a < b$ & c") == "**bold** and `code` with $a \\lt  b$ &amp; c"
-    assert B._md_code("losses/value") == "`losses/value`"
-    assert B._md_code("a<b") == "a&lt;b"
-    assert B._md_plain("[x](javascript:y)\n<b>") == "\\[x\\](javascript:y) &lt;b&gt;"
+    assert markdown.md_text("**bold** and `code` with $a < b$ & c") == "**bold** and `code` with $a \\lt  b$ &amp; c"
+    assert markdown.md_code("losses/value") == "`losses/value`"
+    assert markdown.md_code("a<b") == "a&lt;b"
+    assert markdown.md_plain("[x](javascript:y)\n<b>") == "\\[x\\](javascript:y) &lt;b&gt;"

@@ -141,7 +141,8 @@ class Course:
     def _labs_passed(self) -> set[str]:
         return {r[0] for r in self.store.conn.execute("SELECT DISTINCT lab FROM lab_runs WHERE status = 'succeeded'")}
 
-    def _quizzes_passed(self) -> set[str]:
+    def quizzes_passed(self) -> set[str]:
+        """Modules with a passed quiz sitting (the roadmap's quiz criterion; the brief counts them)."""
         return {r[0] for r in self.store.conn.execute("SELECT DISTINCT module FROM quiz_sittings WHERE passed = 1")}
 
     @property
@@ -179,7 +180,7 @@ class Course:
         counts = self.module_counts(now) if counts is None else counts
         totals = self.summary.totals
         labs_passed = self._labs_passed()
-        quizzes_passed = self._quizzes_passed()
+        quizzes_passed = self.quizzes_passed()
         quiz_modules = self.quiz_modules()
         calendar = self.calendar_day()
         completed: dict[str, str] = dict(self.store.get_setting(self.COMPLETED_KEY) or {})
