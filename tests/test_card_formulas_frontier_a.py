@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOPICS = {  # file stem: (module, day)
     "06-dpo-family": ("dpo", 6),
     "07-ppo-critic-free": ("ppo", 7),
+    "08-grpo-kl-estimators": ("grpo", 8),
 }
 MIN_CARDS, MAX_CORE, MIN_QUESTIONS = 6, 2, 4
 
@@ -140,7 +141,7 @@ def test_ipo_minimum_and_dpo_has_none():
     for p in (1.0, 0.75, 0.5):  # a pair seen with both labels, a share p one way
         mixed = p * (hs - 1 / (2 * tau)) ** 2 + (1 - p) * (-hs - 1 / (2 * tau)) ** 2
         assert math.isclose(hs[np.argmin(mixed)], (2 * p - 1) / (2 * tau), abs_tol=1e-3)
-    states("dpo-ipo-loss", "(h - \\frac{1}{2\\tau})^2", "\\tau = 0.1", "$5$", "\\frac{2p - 1}{2\\tau}")
+    states("dpo-ipo-loss", "(h - 1/(2\\tau))^2", "\\tau = 0.1", "$5$", "(2p - 1)/(2\\tau)")
     answer_is("dpo-q-ipo-target", 1 / (2 * 0.25))
 
 
@@ -236,3 +237,123 @@ def test_baseline_removes_the_variance_of_the_two_armed_bandit():
         assert math.isclose(mean, -0.25)
         assert math.isclose(probs @ (g - mean) ** 2, variance, abs_tol=1e-12)
     states("ppo-baseline-variance", "10 \\times 0.5 = 5", "11 \\times (-0.5) = -5.5", "27.5625", "-0.25")
+
+
+# -- 3. KL estimators as values and as gradients (day 8) ----------------------------------------
+
+ESTIMATORS = {
+    "k1": lambda log_r: -log_r,
+    "k2": lambda log_r: 0.5 * log_r ** 2,
+    "k3": lambda log_r: log_r.exp() - 1 - log_r,
+}
+
+
+def _categoricals(seed: int = 0, vocab: int = 7):
+    """A policy q_theta (softmax of logits that carry gradients), a reference p and an old policy."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(vocab, generator=gen, dtype=torch.float64).requires_grad_(True)
+    ref = torch.softmax(torch.randn(vocab, generator=gen, dtype=torch.float64), -1)
+    old = torch.softmax(logits.detach() + 0.3 * torch.randn(vocab, generator=gen, dtype=torch.float64), -1)
+    return logits, ref, old
+
+
+def _grad(value, logits):
+    import torch
+
+    (g,) = torch.autograd.grad(value, logits, retain_graph=True)
+    return g
+
+
+def test_estimator_values_by_simulation():
+    """k1 and k3 unbiased, k2 biased; k1 negative on some samples; k3 and k2 never negative."""
+    import torch
+
+    logits, ref, _ = _categoricals()
+    q = torch.softmax(logits.detach(), -1)
+    kl = float((q * (q / ref).log()).sum())
+    gen = torch.Generator().manual_seed(1)
+    x = torch.multinomial(q, 400_000, replacement=True, generator=gen)
+    log_r = (ref / q).log()[x]
+    est = {name: f(log_r) for name, f in ESTIMATORS.items()}
+    for name in ("k1", "k3"):
+        se = float(est[name].std()) / math.sqrt(len(x))
+        assert abs(float(est[name].mean()) - kl) < 4 * se, name
+    exact_k2 = float((q * 0.5 * (ref / q).log() ** 2).sum())
+    assert abs(exact_k2 - kl) > 0.01 * kl  # biased for these distributions
+    assert float(est["k1"].min()) < 0 and float(est["k2"].min()) >= 0 and float(est["k3"].min()) >= 0
+    assert float(est["k3"].std()) < float(est["k1"].std())
+
+
+def test_expected_gradients_in_the_loss_follow_zero_reverse_and_forward_kl():
+    """Exact expectations over the vocabulary, samples treated as detached (weights q.detach())."""
+    import torch
+
+    logits, ref, _ = _categoricals()
+    q = torch.softmax(logits, -1)
+    log_r = ref.log() - q.log()
+    reverse = _grad((q * (q.log() - ref.log())).sum(), logits)
+    forward = _grad((ref * (ref.log() - q.log())).sum(), logits)
+    expected = {name: _grad((q.detach() * f(log_r)).sum(), logits) for name, f in ESTIMATORS.items()}
+    assert torch.allclose(expected["k1"], torch.zeros_like(reverse), atol=1e-12)
+    assert torch.allclose(expected["k2"], reverse, atol=1e-12)
+    assert torch.allclose(expected["k3"], forward, atol=1e-12)
+    assert not torch.allclose(reverse, forward, atol=1e-3)  # the two directions really differ here
+    # k1 as a reward (score-function route) gives the reverse KL's gradient
+    score_route = _grad((q.detach() * log_r.detach().neg() * q.log()).sum(), logits)
+    assert torch.allclose(score_route, reverse, atol=1e-12)
+    states("grpo-kl-gradients", r"\nabla k_3 = (1 - r)\nabla \log q_\theta", r"\nabla KL(p \Vert q_\theta)")
+    states("grpo-kl-k1-in-reward", r"\mathbb{E}_q[k_1 \nabla \log q_\theta]")
+
+
+def test_importance_weighted_k3_restores_value_and_reverse_kl_gradient():
+    import torch
+
+    logits, ref, old = _categoricals()
+    q = torch.softmax(logits, -1)
+    log_r = ref.log() - q.log()
+    reverse = _grad((q * (q.log() - ref.log())).sum(), logits)
+    w = q / old  # kept in the graph
+    for name in ("k1", "k3"):
+        weighted = (old * w * ESTIMATORS[name](log_r)).sum()
+        assert math.isclose(float(weighted.detach()), float((q * (q / ref).log()).sum().detach()), rel_tol=1e-12)
+        assert torch.allclose(_grad(weighted, logits), reverse, atol=1e-12)
+    unweighted = (old * ESTIMATORS["k3"](log_r)).sum()  # samples from pi_old, no correction
+    assert abs(float(unweighted.detach()) - float((q * (q / ref).log()).sum().detach())) > 1e-3
+    on_policy_w = q / q.detach()  # w = 1 in value, but its gradient is the score
+    grad_k1 = _grad((q.detach() * on_policy_w * ESTIMATORS["k1"](log_r)).sum(), logits)
+    assert torch.allclose(grad_k1, reverse, atol=1e-12)
+    states("grpo-kl-off-policy", r"\mathbb{E}_{\pi_{old}}[w\, k_3] = \mathbb{E}_{\pi_\theta}[k_3]")
+
+
+def test_gaussian_table_of_schulman_2020():
+    """q = N(0, 1), p = N(mu, 1): moments by quadrature, against Schulman (2020)'s table."""
+    x = np.linspace(-14, 14, 560_001)
+    dx = x[1] - x[0]
+    density = np.exp(-x ** 2 / 2) / math.sqrt(2 * math.pi)
+    table = {0.1: {"k1": (0.0, 20.0), "k2": (0.0025, 1.42), "k3": (0.0, 1.42)},
+             1.0: {"k1": (0.0, 2.0), "k2": (0.25, 1.73), "k3": (0.0, 1.70)}}
+    for mu, rows in table.items():
+        log_r, kl = mu * x - mu ** 2 / 2, mu ** 2 / 2
+        for name, (bias, std) in rows.items():
+            k = ESTIMATORS[name](_TorchlessLog(log_r))
+            mean = float((density * k).sum() * dx)
+            sd = math.sqrt(float((density * (k - mean) ** 2).sum() * dx))
+            assert math.isclose((mean - kl) / kl, bias, abs_tol=1e-6), (mu, name)
+            assert math.isclose(sd / kl, std, abs_tol=0.005), (mu, name, sd / kl)
+    assert round((20 / 1.42) ** 2, -1) == 200
+    states("grpo-kl-gaussian-numbers", "$20$", "$0.0025$", "$0.25$", "\\approx 1.42$", "$1.73$", "$1.70$",
+           "(20/1.42)^2 \\approx 200")
+    answer_is("grpo-q-kl-k1-noise", 2 / 0.2)
+    answer_is("grpo-q-kl-k2-value", 0.5 * math.log(2) ** 2)
+
+
+class _TorchlessLog(np.ndarray):
+    """A numpy array with ``.exp()``, so ``ESTIMATORS`` serve numpy arrays as well as tensors."""
+
+    def __new__(cls, values):
+        return np.asarray(values).view(cls)
+
+    def exp(self):
+        return np.exp(np.asarray(self))
