@@ -104,3 +104,81 @@ def test_reviews_before_day_1_get_a_row_so_the_total_still_adds_up(course):
     assert brief.totals.quiz_reviews == 2 and brief.totals.card_reviews == 8
     assert "| before day 1 | — | 1" in B.render_markdown(brief)
     B.render_html(brief, mathml=False)  # the chart keeps to days 1-14
+
+
+# -- the charts a lab declared (issue 13) --------------------------------------------------------
+
+def _declared_run():
+    """A recorded mdp-like run as the protocol decodes it: a residual falling by a factor of ten
+    per sweep (log y), and a γ sweep table with the formula 1/(1-γ) as the reference line."""
+    from labs.protocol import Chart, LiveRun, Metric, Start, Summary, Table, Charts
+
+    live = LiveRun("mdp")
+    charts = (Chart("Bellman residual per sweep", y=("vi/residual",), log_y=True, x_label="sweep",
+                    look_for="a straight line: the error shrinks by a factor γ every sweep"),
+              Chart("Horizon against γ", y=("steps",), x="gamma", table="gamma_sweep", reference=("1/(1-γ)",),
+                    look_for="the measured horizon follows 1/(1-γ)"),
+              Chart("Never emitted", y=("nothing/here",)))
+    events = [Start("mdp", {}, 5), Charts(charts)]
+    events += [Metric(k, {"vi/residual": 10.0 ** -k}) for k in range(1, 6)]
+    events += [Table("gamma_sweep", ["gamma", "steps", "1/(1-γ)"],
+                     [[0.9, 11, 10.0], [0.5, 2, 2.0], [0.99, 95, 100.0]]),  # swept out of order on purpose
+               Summary({"vi_sweeps": 5}, [])]
+    for event in events:
+        live.apply(event)
+    return live
+
+
+def test_declared_charts_become_figures_with_their_axes_and_reference_lines():
+    residual, horizon, empty = B.evidence.figures(_declared_run())
+    assert (residual.title, residual.x_label, residual.log_y, residual.log_x) == (
+        "Bellman residual per sweep", "sweep", True, False)
+    assert residual.lines[0].points == tuple((k, 10.0 ** -k) for k in range(1, 6))
+    assert horizon.x_label == "gamma" and [line.reference for line in horizon.lines] == [False, True]
+    assert horizon.lines[0].points == ((0.5, 2.0), (0.9, 11.0), (0.99, 95.0))  # sorted by x
+    assert horizon.lines[1].key == "1/(1-γ)" and horizon.lines[1].high == 100.0
+    assert empty.lines[0].points == () and empty.drawn == ()
+
+
+def test_a_declared_chart_is_drawn_as_svg_with_log_ticks_a_dashed_reference_and_a_legend():
+    import xml.etree.ElementTree as ET
+
+    residual, horizon, empty = B.evidence.figures(_declared_run())
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    svg = ET.fromstring(B.svg_figure(residual))
+    ticks = [t.text for t in svg.findall("s:text", ns) if t.get("class") == "tick"]
+    assert {"1e-05", "0.0001", "0.001", "0.01", "0.1"} <= set(ticks)  # one tick per decade
+    assert "value (log)" not in ticks and "sweep" in ticks
+    svg = ET.fromstring(B.svg_figure(horizon))
+    paths = {p.get("class") for p in svg.findall("s:path", ns)}
+    assert paths == {"line s0", "line ref"}  # the measured line and the dashed reference
+    texts = [t.text for t in svg.findall("s:text", ns)]
+    assert "1/(1-γ) (reference)" in texts and "steps" in texts  # the legend
+    assert texts.count("1/(1-γ)") == 1  # the reference is labelled where it ends
+    assert "no points recorded for this chart" in B.svg_figure(empty)
+
+
+def _with_declared_charts(course, monkeypatch):
+    from llmcore_tui.core import labruns
+
+    _populate(course)
+    real = labruns.load_run
+    monkeypatch.setattr(labruns, "load_run", lambda store, run_id: _declared_run() if run_id.startswith("mdp")
+                        else real(store, run_id))
+    return B.build_brief(course, "en")
+
+
+def test_the_brief_shows_the_declared_charts_instead_of_the_most_informative_curves(course, monkeypatch):
+    brief = _with_declared_charts(course, monkeypatch)
+    ev = next(ev for mb in brief.modules for ev in mb.labs if ev.lab == "mdp")
+    assert len(ev.figures) == 3 and ev.curves == ()
+    md = B.render_markdown(brief)
+    assert ("  - **Bellman residual per sweep (vi/residual against sweep, log y)** — Look for: a straight line: "
+            "the error shrinks by a factor γ every sweep") in md
+    assert "    - `█▆▄▂▁` vi/residual: 0.1 → 1e-05 (min 1e-05, max 0.1; 5 points, log scale)" in md
+    assert "1/(1-γ): 2 → 100 (min 2, max 100; 3 points) · reference" in md
+    assert "  - **Never emitted (nothing/here against step)**\n    - no points recorded for this chart" in md
+    assert "vi/bellman_residual" not in md  # the old choice of curves is gone for this run
+    page = B.render_html(brief, mathml=False)
+    assert page.count('<figure class="fig">') == 3
+    assert "<figcaption>Look for: the measured horizon follows 1/(1-γ)</figcaption>" in page

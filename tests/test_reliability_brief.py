@@ -132,6 +132,47 @@ def test_hostile_fields_never_become_html_in_the_markdown_brief(hostile):
         _check_markdown(B.render_markdown(B.build_brief(hostile, lang)))
 
 
+def _hostile_charts(monkeypatch):
+    """The mdp run declares charts whose title, look-for line, axis names and series are hostile."""
+    from labs.protocol import Chart, Charts, LiveRun, Metric, Table
+    from llmcore_tui.core import labruns
+
+    live = LiveRun("mdp")
+    live.apply(Charts((Chart(f"T {HOSTILE}", y=(f"eval/{SHORT}",), log_y=True, x_label=IMG, y_label=MATH,
+                             look_for=HOSTILE),
+                       Chart(SHORT, y=("y",), x=SHORT, table=SHORT, reference=(IMG,), look_for=LINK))))
+    for k in range(1, 6):
+        live.apply(Metric(k, {f"eval/{SHORT}": 10.0 ** k}))
+    live.apply(Table(SHORT, [SHORT, "y", IMG], [[1, 2, 3], [2, 3, 4]]))
+    monkeypatch.setattr(labruns, "load_run", lambda store, run_id: live)
+
+
+def test_hostile_declared_charts_never_become_html(hostile, monkeypatch):
+    _hostile_charts(monkeypatch)
+    brief = B.build_brief(hostile, "en")
+    assert [len(ev.figures) for mb in brief.modules for ev in mb.labs if ev.lab == "mdp"] == [2]
+    _check_html(B.render_html(brief, mathml=True))
+    _check_markdown(B.render_markdown(brief))
+
+
+def test_a_new_column_is_one_line_and_is_escaped_in_both_formats(hostile, monkeypatch):
+    """Adding a column is one Column in tables.py; whatever its cells hold, both renderers escape it."""
+    from dataclasses import replace
+
+    from llmcore_tui.core.brief import tables
+
+    extra = tables.Column("col_card", lambda b, mb: tables.Cell((tables.Span(f"{mb.title} {HOSTILE}", tables.RICH),
+                                                                  tables.Span(SHORT, tables.CODE))))
+    monkeypatch.setattr(tables, "MASTERY", replace(tables.MASTERY, columns=tables.MASTERY.columns + (extra,)))
+    monkeypatch.setattr(B.markdown, "MASTERY", tables.MASTERY)
+    monkeypatch.setattr(B.html, "MASTERY", tables.MASTERY)
+    brief = B.build_brief(hostile, "en")
+    page, md = B.render_html(brief, mathml=False), B.render_markdown(brief)
+    _check_html(page)
+    _check_markdown(md)
+    assert "<th>Labs</th><th>Card</th></tr>" in page and "| Quiz | Labs | Card |" in md
+
+
 def test_hostile_math_on_an_empty_database(course):
     """The issue's case: ``$\\text{<img/src/onerror=alert(1)>}$`` in any card text, no progress at all."""
     for latex in (r"\text{<img/src/onerror=alert(1)>}", r"\mbox{<img src=x onerror=alert(1)>}",

@@ -61,8 +61,8 @@ def figures(run: "LiveRun") -> tuple[Figure, ...]:
     for chart in run.charts:
         lines = tuple(series_curve(line.label, sorted(zip(line.xs, line.ys), key=lambda p: p[0]), line.reference)
                       for line in run.chart_lines(chart))
-        out.append(Figure(chart.title, chart.look_for, chart.x_label or chart.x or "step", chart.y_label,
-                          chart.log_x, chart.log_y, lines))
+        out.append(Figure(chart.title, chart.look_for, chart.x_label or chart.x or "step",
+                          chart.y_label or ", ".join(chart.y), chart.log_x, chart.log_y, lines))
     return tuple(out)
 
 

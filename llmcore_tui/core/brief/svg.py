@@ -27,10 +27,13 @@ def _tip(title: str) -> str:
 class _Svg:
     """A tiny SVG writer: every chart is built from these few primitives."""
 
-    def __init__(self, width: int, height: int, label: str, cls: str = "chart"):
+    def __init__(self, width: int, height: int, label: str, cls: str = "chart", aria_label: bool = True):
+        """``aria_label``: repeat ``label`` as an attribute; the ``<title>`` child names the figure
+        anyway, so text a lab wrote (a declared chart's title) is kept out of attributes."""
         self.width, self.height = width, height
+        aria = f' aria-label="{_e(label)}"' if aria_label else ""
         self.parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="{cls}" width="{width}" height="{height}" '
-                      f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(label)}"><title>{_e(label)}</title>']
+                      f'viewBox="0 0 {width} {height}" role="img"{aria}><title>{_e(label)}</title>']
 
     def rect(self, x: float, y: float, w: float, h: float, cls: str, title: str = "") -> None:
         tip = _tip(title)
@@ -200,7 +203,7 @@ def svg_figure(fig: Figure, lang: str = "en", width: int = 460) -> str:
     left, right, top, plot_h = 62, 16, 34, 150
     legend_top = top + plot_h + 40
     height = legend_top + 16 * max(len(lines), 1)
-    svg = _Svg(width, height, fig.title)
+    svg = _Svg(width, height, fig.title, aria_label=False)
     svg.text(left, 14, fig.title, "lbl")
     svg.text(left, top - 8, fig.y_label + (" (log)" if fig.log_y else ""), "tick")
     pw = width - left - right
