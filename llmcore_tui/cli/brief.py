@@ -12,12 +12,9 @@ from typing import Optional
 
 import typer
 
+from llmcore_tui.cli.options import Options, fail, open_course, resolve_options
+
 EXIT_USAGE = 2
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def _lang(ctx: typer.Context, lang: Optional[str], stored: str) -> str:
@@ -43,37 +40,30 @@ def export_brief(
 ) -> None:
     """Export your personal technical brief: key ideas, measured mastery, lab evidence, timeline."""
     from llmcore_tui.core.brief import BriefError, check_target, default_output, normalize_format, write_brief
+    from llmcore_tui.core.store import StoreError
 
     try:
         fmt = normalize_format(fmt)
     except BriefError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc), EXIT_USAGE) from None
     if lang is not None and lang not in ("en", "zh"):
-        raise _fail(f"unknown language {lang!r}: expected en or zh")
+        raise fail(f"unknown language {lang!r}: expected en or zh", EXIT_USAGE)
     path = output if output is not None else default_output(fmt)
     try:
         check_target(path)  # before opening the database: a bad path costs nothing
     except BriefError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc), EXIT_USAGE) from None
 
-    from llmcore_tui.cli.options import Options, default_lang, open_course
-
-    opts = ctx.obj
-    if not isinstance(opts, Options):
-        from llmcore_tui.core.paths import default_db_path
-
-        db, source = default_db_path()
-        opts = Options(db, source, default_lang())
-    from llmcore_tui.core.store import StoreError
-
+    # called as a plain function (tests, scripts), there is no root command to have resolved them
+    opts = ctx.obj if isinstance(ctx.obj, Options) else resolve_options(None, None)
     course = open_course(opts)
     try:
         chosen = _lang(ctx, lang, course.settings.get("lang"))
         brief = write_brief(course, path, fmt, chosen)
     except BriefError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc), EXIT_USAGE) from None
     except StoreError as exc:  # read-only: the export could not be recorded, so nothing was written
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     finally:
         course.close()
     tot = brief.totals
