@@ -27,6 +27,7 @@ TOPICS = {  # file stem: (module, day)
     "06-dpo-family": ("dpo", 6),
     "07-ppo-critic-free": ("ppo", 7),
     "08-grpo-kl-estimators": ("grpo", 8),
+    "08-grpo-descendants": ("grpo", 8),
 }
 MIN_CARDS, MAX_CORE, MIN_QUESTIONS = 6, 2, 4
 
@@ -357,3 +358,113 @@ class _TorchlessLog(np.ndarray):
 
     def exp(self):
         return np.exp(np.asarray(self))
+
+
+# -- 4. GRPO's descendants (day 8) ---------------------------------------------------------------
+
+def test_dapo_clip_higher_caps():
+    """Yu et al. 2025 (DAPO, arXiv:2503.14476), sec. 3.1: eps_low = 0.2, eps_high = 0.28; the 0.01 / 0.9 example."""
+    import torch
+
+    old = torch.tensor([0.01, 0.9], dtype=torch.float64)
+    for eps, caps in ((0.2, (0.012, 1.08)), (0.28, (0.0128, 1.152))):
+        assert torch.allclose(old * (1 + eps), torch.tensor(caps, dtype=torch.float64))
+        # the clipped surrogate stops the gradient just past the cap (A > 0)
+        ratio = torch.tensor(1 + eps + 1e-6, dtype=torch.float64, requires_grad=True)
+        torch.min(ratio, ratio.clamp(1 - 0.2, 1 + eps)).backward()
+        assert float(ratio.grad) == 0.0
+    states("grpo-dapo-clip-higher", "0.01 \\times 1.2 = 0.012", "0.9 \\times 1.2 = 1.08", "$0.0128$", "$0.002$")
+    states("grpo-dapo-overview", "\\epsilon_{low} = 0.2", "\\epsilon_{high} = 0.28", "50", "47")
+    answer_is("grpo-q-dapo-clip-cap", 0.05 * 1.28)
+
+
+def test_token_weights_of_grpo_dapo_and_dr_grpo():
+    """Per-token gradient weights from ``labs.grpo.grpo_loss`` (GRPO, Dr. GRPO) and DAPO's token mean."""
+    import torch
+
+    from labs.grpo import grpo_loss
+
+    lengths, horizon = (10, 100), 100
+    mask = torch.zeros(2, horizon)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    weights = {}
+    for loss_type in ("grpo", "dr_grpo"):
+        logp = torch.full((2, horizon), -1.0, dtype=torch.float64, requires_grad=True)
+        loss, _ = grpo_loss(logp, logp.detach(), logp.detach(), torch.ones(2, dtype=torch.float64),
+                            mask.double(), clip_eps=0.2, kl_coef=0.0, loss_type=loss_type)
+        loss.backward()
+        weights[loss_type] = (-logp.grad[0, 0].item(), -logp.grad[1, 0].item())
+    assert np.allclose(weights["grpo"], (1 / (2 * 10), 1 / (2 * 100)))
+    assert np.allclose(weights["dr_grpo"], (1 / 200, 1 / 200))
+    dapo = 1 / sum(lengths)  # token-level mean over the batch
+    assert f"{dapo:.4f}" == "0.0091"
+    states("grpo-dapo-token-level-loss", "\\frac{1}{2 \\times 10} = 0.05", "\\frac{1}{2 \\times 100} = 0.005",
+           "\\frac{1}{110} \\approx 0.0091", "\\frac{1}{200} = 0.005")
+
+
+def overlong_penalty(length: int, l_max: int = 20_480, cache: int = 4_096) -> float:
+    """DAPO's soft overlong punishment (Yu et al. 2025, eq. 13; 16,384 + 4,096 = 20,480 tokens, sec. 4.1)."""
+    if length <= l_max - cache:
+        return 0.0
+    if length <= l_max:
+        return ((l_max - cache) - length) / cache
+    return -1.0
+
+
+def test_dapo_overlong_shaping():
+    assert overlong_penalty(16_384) == 0.0 and overlong_penalty(20_480) == -1.0 and overlong_penalty(30_000) == -1.0
+    assert overlong_penalty(18_432) == -0.5
+    states("grpo-dapo-overlong-shaping", "\\frac{16{,}384 - 18{,}432}{4{,}096} = -0.5")
+    answer_is("grpo-q-dapo-overlong", overlong_penalty(19_456))
+
+
+def test_dynamic_sampling_cost():
+    mixed = lambda p, g: 1 - p ** g - (1 - p) ** g  # noqa: E731
+    assert f"{mixed(0.9, 16):.3f}" == "0.815" and f"{1 / mixed(0.9, 16):.2f}" == "1.23"
+    assert f"{1 / mixed(0.99, 16):.1f}" == "6.7"
+    rng = np.random.default_rng(0)
+    correct = rng.random((200_000, 16)) < 0.9
+    kept = np.mean((correct.sum(1) > 0) & (correct.sum(1) < 16))
+    assert abs(kept - mixed(0.9, 16)) < 0.005
+    states("grpo-dapo-dynamic-sampling", "\\approx 0.815", "\\approx 1.23", "\\approx 6.7")
+
+
+def test_gspo_sequence_ratio_is_the_length_normalised_geometric_mean():
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    logp_old = -torch.rand(1000, generator=gen, dtype=torch.float64) * 3
+    logp_new = logp_old + 0.01
+    s = torch.exp((logp_new - logp_old).mean())
+    geometric = torch.exp(torch.log(torch.exp(logp_new - logp_old)).mean())
+    assert torch.allclose(s, geometric)
+    assert f"{math.exp(10):,.0f}" == "22,026" and f"{float(s):.2f}" == "1.01"
+    states("grpo-gspo-sequence-ratio", "e^{10} \\approx 22{,}026", "e^{0.01} \\approx 1.01",
+           "3 \\times 10^{-4}", "4 \\times 10^{-4}")  # Zheng et al. 2025 (GSPO, arXiv:2507.18071), sec. 5.1
+    answer_is("grpo-q-gspo-ratio", math.exp(np.mean([0.1, -0.1, 0.2, 0.0])))
+    explains("grpo-q-gspo-ratio", "e^{0.2} \\approx 1.221")
+    assert f"{math.exp(0.2):.3f}" == "1.221"
+
+
+def test_entropy_change_follows_the_covariance_rule():
+    """One small policy-gradient step on a softmax: exact entropy change vs -eta Cov(log pi, pi A)."""
+    import torch
+
+    probs = torch.tensor([0.6, 0.25, 0.1, 0.05], dtype=torch.float64)
+    entropy = lambda p: float(-(p * p.log()).sum())  # noqa: E731
+    eta = 1e-4
+    for token, sign in ((0, -1), (3, +1)):  # reward the likeliest token, then the rarest
+        logits = probs.log().clone().requires_grad_(True)
+        torch.log_softmax(logits, -1)[token].backward()  # A = 1 on the sampled token
+        after = torch.softmax(logits.detach() + eta * logits.grad, -1)
+        change = entropy(after) - entropy(probs)
+        assert math.copysign(1, change) == sign
+        # first order: -eta * Cov_a(log pi(a), pi(a) A(a)) with A the expected update's centred advantage
+        adv = torch.zeros(4, dtype=torch.float64)
+        adv[token] = 1 / probs[token]  # a one-sample gradient equals E_a[A(a) grad log pi(a)] with this A
+        adv = adv - (probs * adv).sum()
+        logp = probs.log()
+        cov = float((probs * (logp - (probs * logp).sum()) * (probs * adv - (probs * probs * adv).sum())).sum())
+        assert math.isclose(change, -eta * cov, rel_tol=1e-3)
+    states("grpo-entropy-collapse", "\\Delta H \\approx -\\eta\\, \\mathrm{Cov}_{a \\sim \\pi}(\\log \\pi(a),\\ \\pi(a) A(a))")
