@@ -42,7 +42,8 @@ def root(
 
 
 @app.command()
-def check(ctx: typer.Context) -> None:
+def check(ctx: typer.Context,
+          by_file: bool = typer.Option(False, "--files", help="also count cards (core / advanced) and questions per file")) -> None:
     """Validate all cards and quizzes; print counts per module and every problem as file:line."""
     from llmcore_tui.core import roadmap
     from llmcore_tui.core.content import load_deck
@@ -76,11 +77,30 @@ def check(ctx: typer.Context) -> None:
     for module in extra:
         typer.echo(f"{'':>3}  {module:<12} {'':>5} {questions[module]:>5}")
     typer.echo(f"total: {len(deck.cards)} cards, {sum(questions.values())} quiz questions")
+    if by_file:
+        _counts_by_file(deck.cards, bank.questions if quiz is not None else [])
     for problem in sorted(problems):
         typer.echo(str(problem), err=True)
     if problems:
         typer.echo(f"{len(problems)} problem(s) found", err=True)
         raise typer.Exit(1)
+
+
+def _counts_by_file(cards: list, questions: list) -> None:
+    """One line per content file: what a topic adds, core cards apart from advanced ones."""
+    from llmcore_tui.core.course import ADVANCED_TAG
+
+    rows: dict[str, list[int]] = {}
+    for card in cards:
+        name = Path(card.path).name
+        rows.setdefault(name, [0, 0, 0])[1 if ADVANCED_TAG in card.tags else 0] += 1
+    for question in questions:
+        rows.setdefault(Path(question.path).name, [0, 0, 0])[2] += 1
+    typer.echo("")
+    typer.echo(f"{'file':<34} {'core':>5} {'adv.':>5} {'quiz':>5}")
+    for name in sorted(rows):
+        core, advanced, asked = rows[name]
+        typer.echo(f"{name:<34} {core:>5} {advanced:>5} {asked:>5}")
 
 
 @app.command()
@@ -144,7 +164,7 @@ def settings_set(ctx: typer.Context, key: str, value: str) -> None:
 from llmcore_tui.cli import anki as _anki, brief as _brief, calc as _calc, lab as _lab, smoke as _smoke  # noqa: E402
 
 app.add_typer(_lab.app, name="lab", help="Run the labs and inspect or compare their recorded runs.")
-app.add_typer(_calc.app, name="calc", help="Memory and compute calculator (KV cache, ZeRO, LoRA, FLOPs).")
+app.add_typer(_calc.app, name="calc", help="Memory and compute calculator (KV cache, ZeRO, LoRA, FLOPs, MoE, speculative decoding).")
 app.command("export-brief")(_brief.export_brief)
 app.command("export-anki")(_anki.export_anki)
 app.command("smoke")(_smoke.smoke)
