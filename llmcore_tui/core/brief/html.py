@@ -10,9 +10,9 @@ from typing import Any
 from llmcore_tui.core.brief.formatting import curve_line, figure_head, glance_lines, mastery_text, run_line
 from llmcore_tui.core.brief.mathhtml import inline_html, mathml_converter
 from llmcore_tui.core.brief.model import Brief, Figure, LabEvidence
-from llmcore_tui.core.brief.svg import _e, svg_curve, svg_figure, svg_mastery, svg_timeline
-from llmcore_tui.core.brief.tables import (BREAK, CODE, HEADLINE, MASTERY, RICH, STRONG, TIMELINE, WEAKEST, Span,
-                                           Table, revisit_item)
+from llmcore_tui.core.brief.svg import esc, svg_curve, svg_figure, svg_mastery, svg_timeline
+from llmcore_tui.core.brief.tables import (BREAK, CODE, HEADLINE, MASTERY, PLAIN, RICH, STRONG, TIMELINE, WEAKEST,
+                                           Span, Table, revisit_item, spans_text)
 from llmcore_tui.core.brief.words import phrase
 
 _CSS = """
@@ -48,24 +48,14 @@ svg line.line{stroke-width:1.8}svg circle.pt{stroke:none}
 
 
 def html_spans(spans: tuple[Span, ...], mathml: bool) -> str:
-    out = []
-    for span in spans:
-        if span.kind == RICH:
-            out.append(inline_html(span.text, mathml))
-        elif span.kind == CODE:
-            out.append(f"<code>{_e(span.text)}</code>")
-        elif span.kind == STRONG:
-            out.append(f"<strong>{_e(span.text)}</strong>")
-        elif span.kind == BREAK:
-            out.append("<br/>")
-        else:
-            out.append(_e(span.text))
-    return "".join(out)
+    return spans_text(spans, {
+        PLAIN: esc, RICH: lambda text: inline_html(text, mathml), CODE: lambda text: f"<code>{esc(text)}</code>",
+        STRONG: lambda text: f"<strong>{esc(text)}</strong>", BREAK: lambda _: "<br/>"})
 
 
 def html_table(brief: Brief, table: Table, source: Any, mathml: bool) -> list[str]:
     """``table`` over the rows it takes from ``source``: a header line, a line per row, the end."""
-    out = ["<table><thead><tr>" + "".join(f"<th>{_e(phrase(brief.lang, c.header))}</th>" for c in table.columns)
+    out = ["<table><thead><tr>" + "".join(f"<th>{esc(phrase(brief.lang, c.header))}</th>" for c in table.columns)
            + "</tr></thead><tbody>"]
     for row in table.rows(source):
         cells = []
@@ -73,31 +63,31 @@ def html_table(brief: Brief, table: Table, source: Any, mathml: bool) -> list[st
             cell = column.cell(brief, row)
             body = html_spans(cell.spans, mathml)
             if cell.link:
-                body = f'<a href="#{_e(cell.link)}">{body}</a>'
-            cells.append((f'<td class="{_e(cell.css)}">' if cell.css else "<td>") + body + "</td>")
-        tr = f'<tr class="{_e(table.mark(row))}">' if table.mark else "<tr>"
+                body = f'<a href="#{esc(cell.link)}">{body}</a>'
+            cells.append((f'<td class="{esc(cell.css)}">' if cell.css else "<td>") + body + "</td>")
+        tr = f'<tr class="{esc(table.mark(row))}">' if table.mark else "<tr>"
         out.append(tr + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return out
 
 
 def _figure(brief: Brief, fig: Figure) -> str:
-    caption = _e(phrase(brief.lang, "look_for", text=fig.look_for)) if fig.look_for else _e(figure_head(brief, fig))
+    caption = esc(phrase(brief.lang, "look_for", text=fig.look_for)) if fig.look_for else esc(figure_head(brief, fig))
     return f'<figure class="fig">{svg_figure(fig, brief.lang)}<figcaption>{caption}</figcaption></figure>'
 
 
 def _evidence(brief: Brief, ev: LabEvidence, mathml: bool) -> list[str]:
     t = lambda name: phrase(brief.lang, name)  # noqa: E731
-    out = [f'<div class="ev"><p><code>{_e(ev.lab)}</code> — {_e(ev.title)}<br/>'
+    out = [f'<div class="ev"><p><code>{esc(ev.lab)}</code> — {esc(ev.title)}<br/>'
            f"{inline_html(run_line(brief, ev), mathml)}</p>"]
-    out += html_table(brief, HEADLINE, ev, mathml) if ev.headline else [f"<p>{_e(t('no_headline'))}</p>"]
+    out += html_table(brief, HEADLINE, ev, mathml) if ev.headline else [f"<p>{esc(t('no_headline'))}</p>"]
     if ev.figures:
         out.append('<div class="runs">' + "".join(_figure(brief, fig) for fig in ev.figures) + "</div>")
     if ev.curves:
         out.append('<div class="runs">' + "".join(svg_curve(c) for c in ev.curves) + "</div>")
-        out.append("<ul>" + "".join(f"<li>{_e(curve_line(brief, c))}</li>" for c in ev.curves) + "</ul>")
+        out.append("<ul>" + "".join(f"<li>{esc(curve_line(brief, c))}</li>" for c in ev.curves) + "</ul>")
     elif not ev.figures:
-        out.append(f"<p>{_e(t('no_curves'))}</p>")
+        out.append(f"<p>{esc(t('no_curves'))}</p>")
     out.append("</div>")
     return out
 
@@ -113,51 +103,51 @@ def render_html(brief: Brief, mathml: bool | None = None) -> str:
         "<!DOCTYPE html>",
         f'<html xmlns="http://www.w3.org/1999/xhtml" lang="{"zh-CN" if lang == "zh" else "en"}">',
         '<head><meta charset="utf-8"/><meta name="viewport" content="width=device-width, initial-scale=1"/>',
-        f"<title>{_e(t('title'))}</title><style>{_CSS}</style></head>",
+        f"<title>{esc(t('title'))}</title><style>{_CSS}</style></head>",
         "<body><main>",
-        f"<h1>{_e(t('title'))}</h1>",
-        f'<p class="meta">{_e(t("generated", when=brief.generated, zone=brief.zone, day=brief.calendar_day, start=brief.start.isoformat()))}</p>',
-        f"<h2>{_e(t('glance'))}</h2><ul>",
+        f"<h1>{esc(t('title'))}</h1>",
+        f'<p class="meta">{esc(t("generated", when=brief.generated, zone=brief.zone, day=brief.calendar_day, start=brief.start.isoformat()))}</p>',
+        f"<h2>{esc(t('glance'))}</h2><ul>",
     ]
     lines = glance_lines(brief)
-    out += [f"<li>{_e(line)}</li>" for line in lines[:-1]] + [f"<li>{_e(lines[-1])}</li></ul>"]
+    out += [f"<li>{esc(line)}</li>" for line in lines[:-1]] + [f"<li>{esc(lines[-1])}</li></ul>"]
     out += [f'<p class="note">{ih(note)}</p>' for note in brief.notes]
 
-    out.append(f"<h2>{_e(t('timeline'))}</h2><p>{_e(t('timeline_note'))}</p>")
+    out.append(f"<h2>{esc(t('timeline'))}</h2><p>{esc(t('timeline_note'))}</p>")
     out.append(svg_timeline(brief))
     out += html_table(brief, TIMELINE, brief, use_mathml)
-    out.append(f"<h2>{_e(t('mastery'))}</h2>")
+    out.append(f"<h2>{esc(t('mastery'))}</h2>")
     out.append(svg_mastery(brief))
     out += html_table(brief, MASTERY, brief, use_mathml)
 
-    out.append(f"<h2>{_e(t('weakest'))}</h2>")
-    out += html_table(brief, WEAKEST, brief, use_mathml) if brief.weakest else [f"<p>{_e(t('weakest_none'))}</p>"]
+    out.append(f"<h2>{esc(t('weakest'))}</h2>")
+    out += html_table(brief, WEAKEST, brief, use_mathml) if brief.weakest else [f"<p>{esc(t('weakest_none'))}</p>"]
 
-    out.append(f"<h2>{_e(t('revisit'))}</h2>")
+    out.append(f"<h2>{esc(t('revisit'))}</h2>")
     if not brief.revisit:
-        out.append(f"<p>{_e(t('revisit_none'))}</p>")
+        out.append(f"<p>{esc(t('revisit_none'))}</p>")
     else:
         out.append("<ul>" + "".join(f"<li>{html_spans(revisit_item(brief, r), use_mathml)}</li>"
                                     for r in brief.revisit) + "</ul>")
     if brief.weak_tags:
         out.append("<p>" + ih(t("revisit_tags", tags=", ".join(f"`{tag}` ×{n}" for tag, n in brief.weak_tags))) + "</p>")
 
-    out.append(f"<h2>{_e(t('modules'))}</h2>")
+    out.append(f"<h2>{esc(t('modules'))}</h2>")
     for mb in brief.modules:
-        out.append(f'<section id="m-{_e(mb.module)}"><h3>{_e(t("col_day"))} {mb.day.number} · {_e(mb.name)} — '
-                   f'{_e(mb.title)}</h3>')
-        out.append(f"<p><em>{_e(t('goal'))}:</em> {ih(mb.goal)}</p>")
-        out.append(f"<p><strong>{_e(t('mastery_head'))}:</strong> {_e(mastery_text(brief, mb))}</p>")
+        out.append(f'<section id="m-{esc(mb.module)}"><h3>{esc(t("col_day"))} {mb.day.number} · {esc(mb.name)} — '
+                   f'{esc(mb.title)}</h3>')
+        out.append(f"<p><em>{esc(t('goal'))}:</em> {ih(mb.goal)}</p>")
+        out.append(f"<p><strong>{esc(t('mastery_head'))}:</strong> {esc(mastery_text(brief, mb))}</p>")
         if mb.missing:
             out.append("<ul>" + "".join(f'<li class="missing">{ih(line)}</li>' for line in mb.missing) + "</ul>")
         shown = [ev for ev in mb.labs if ev.run is not None]
         if shown:
-            out.append(f"<p><strong>{_e(t('evidence'))}</strong></p>")
+            out.append(f"<p><strong>{esc(t('evidence'))}</strong></p>")
         for ev in shown:
             out += _evidence(brief, ev, use_mathml)
-        out.append(f"<p><strong>{_e(t('ideas'))}</strong></p><ul class=\"ideas\">")
+        out.append(f"<p><strong>{esc(t('ideas'))}</strong></p><ul class=\"ideas\">")
         out += [f"<li><strong>{ih(idea.front)}</strong> — {ih(idea.back)}</li>" for idea in mb.ideas]
         out.append("</ul></section>")
-    out.append(f'<p class="meta">{_e(t("math_note", how=t("math_mathml") if use_mathml else t("math_unicode")))}</p>')
+    out.append(f'<p class="meta">{esc(t("math_note", how=t("math_mathml") if use_mathml else t("math_unicode")))}</p>')
     out.append("</main></body></html>")
     return "\n".join(out) + "\n"

@@ -8,13 +8,13 @@ page.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from llmcore_tui.core.brief.formatting import curve_line, figure_head, glance_lines, mastery_text, run_line
 from llmcore_tui.core.brief.model import Brief, Figure
 from llmcore_tui.core.brief.prose import CODE_SPAN, MATH_SPAN
-from llmcore_tui.core.brief.tables import (BREAK, CODE, HEADLINE, MASTERY, RICH, STRONG, TIMELINE, WEAKEST, Span,
-                                           Table, revisit_item)
+from llmcore_tui.core.brief.tables import (BREAK, CODE, HEADLINE, MASTERY, PLAIN, RICH, STRONG, TIMELINE, WEAKEST,
+                                           Span, Table, revisit_item, spans_text)
 from llmcore_tui.core.brief.words import phrase
 
 _SPARK = "▁▂▃▄▅▆▇█"
@@ -68,20 +68,12 @@ def md_text(text: Any) -> str:
 
 
 
+_MD_SPANS: dict[str, Callable[[str], str]] = {
+    PLAIN: md_plain, RICH: md_text, CODE: md_code, STRONG: lambda text: f"**{md_plain(text)}**", BREAK: lambda _: " "}
+
+
 def md_spans(spans: tuple[Span, ...]) -> str:
-    out = []
-    for span in spans:
-        if span.kind == RICH:
-            out.append(md_text(span.text))
-        elif span.kind == CODE:
-            out.append(md_code(span.text))
-        elif span.kind == STRONG:
-            out.append(f"**{md_plain(span.text)}**")
-        elif span.kind == BREAK:
-            out.append(" ")
-        else:
-            out.append(md_plain(span.text))
-    return "".join(out)
+    return spans_text(spans, _MD_SPANS)
 
 
 def _md_cell(text: str) -> str:

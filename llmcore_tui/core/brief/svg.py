@@ -12,7 +12,7 @@ from llmcore_tui.core.brief.model import Brief, Curve, Figure
 from llmcore_tui.core.brief.words import pct, phrase
 
 
-def _e(text: Any) -> str:
+def esc(text: Any) -> str:
     return html.escape(str(text))
 
 
@@ -21,7 +21,7 @@ def _fmt_tick(value: float) -> str:
 
 
 def _tip(title: str) -> str:
-    return f"<title>{_e(title)}</title>" if title else ""
+    return f"<title>{esc(title)}</title>" if title else ""
 
 
 class _Svg:
@@ -31,9 +31,9 @@ class _Svg:
         """``aria_label``: repeat ``label`` as an attribute; the ``<title>`` child names the figure
         anyway, so text a lab wrote (a declared chart's title) is kept out of attributes."""
         self.width, self.height = width, height
-        aria = f' aria-label="{_e(label)}"' if aria_label else ""
+        aria = f' aria-label="{esc(label)}"' if aria_label else ""
         self.parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="{cls}" width="{width}" height="{height}" '
-                      f'viewBox="0 0 {width} {height}" role="img"{aria}><title>{_e(label)}</title>']
+                      f'viewBox="0 0 {width} {height}" role="img"{aria}><title>{esc(label)}</title>']
 
     def rect(self, x: float, y: float, w: float, h: float, cls: str, title: str = "") -> None:
         tip = _tip(title)
@@ -44,7 +44,7 @@ class _Svg:
         self.parts.append(f'<line class="{cls}" x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}"/>')
 
     def text(self, x: float, y: float, text: str, cls: str = "lbl", anchor: str = "start") -> None:
-        self.parts.append(f'<text class="{cls}" x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}">{_e(text)}</text>')
+        self.parts.append(f'<text class="{cls}" x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}">{esc(text)}</text>')
 
     def path(self, points: list[tuple[float, float]], cls: str) -> None:
         d = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(points))

@@ -41,6 +41,11 @@ class Cell:
     bar: float = 0.0  # Markdown: a bar of blocks this share of full length after the text (HTML has a chart)
 
 
+def spans_text(spans: Sequence[Span], by_kind: dict[str, Callable[[str], str]]) -> str:
+    """``spans`` written out by a renderer, which gives each kind its escaping function."""
+    return "".join(by_kind[span.kind](span.text) for span in spans)
+
+
 def plain(text: Any, css: str = "", link: str = "") -> Cell:
     return Cell((Span(str(text)),), css, link)
 
