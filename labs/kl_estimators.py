@@ -21,8 +21,8 @@ flows through l = log q_theta(x) only, with grad log r = -grad l and E_q[grad l]
 
 An unbiased value is not an unbiased gradient: k1 and k3 estimate KL(q||p), yet in the loss
 k1 pulls nowhere on average and k3 follows the forward KL; the biased k2 follows the reverse
-KL. "KL in the reward" (REINFORCE on -k1, the value detached) gives E[k1 grad l] =
-grad KL(q||p), the same as k2 in the loss.
+KL. "KL in the reward" (REINFORCE on -k1, its value detached) has the per-sample gradient
+k1 grad l = grad k2: the same as k2 in the loss, sample by sample.
 
 Off-policy: samples from q_old with the ratio w = q_theta(x)/q_old(x) kept in the graph:
 E_old[w k] = E_q[k], so the loss's gradient is the gradient of the estimator's mean: the
@@ -261,22 +261,15 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
         torch.set_num_threads(previous)
 
 
-def _run(cfg: Config, emit: Emitter) -> None:
-    total = len(FAMILIES) * len(cfg.distances) + len(cfg.sample_sizes) + len(GRADIENTS)
-    emit.start(cfg, total_steps=total)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    pair = TokenPair.draw(cfg.vocab, cfg.pair_seed)
-    done = 0
-
-    # 1. the distance sweep: per-sample bias and noise of each estimator, tokens and Gaussians
+def distance_sweep(cfg: Config, pair: TokenPair, gen: torch.Generator, emit: Emitter) -> dict[str, list[dict]]:
+    """Per-sample bias and noise of each estimator as p moves away from q, for tokens and Gaussians."""
     sweeps: dict[str, list[dict[str, float]]] = {}
     for family in FAMILIES:
         sweeps[family] = []
         for d in cfg.distances:
             log_r, true_kl = sample_log_r(family, pair, d, cfg.sweep_samples, gen)
             sweeps[family].append({"distance": d, **sweep_row(log_r, true_kl)})
-            done += 1
-            emit.progress(done)
+            emit.progress(sum(map(len, sweeps.values())))
         columns = list(sweeps[family][0])
         emit.table(f"sweep_{family}", columns, [[row[c] for c in columns] for row in sweeps[family]])
     close, far = sweeps["tokens"][0], sweeps["tokens"][-1]
@@ -284,53 +277,72 @@ def _run(cfg: Config, emit: Emitter) -> None:
              f"k3's {close['std_k3/kl']:.2f} x KL (variance ratio {close['var_k1/var_k3']:.0f}); k1 is negative on "
              f"{close['neg_frac_k1']:.0%} of samples, k3 on {close['neg_frac_k3']:.0%}. At KL={far['kl']:.3g} k2's "
              f"bias is {far['bias_k2/kl']:+.0%} of the KL")
+    return sweeps
 
-    # 2. the n-sample estimate of one pair: bias stays, variance falls as 1/n
-    value_rows = []
-    for n in cfg.sample_sizes:
+
+def value_vs_n(cfg: Config, pair: TokenPair, gen: torch.Generator, emit: Emitter, step0: int) -> dict[str, float]:
+    """The n-sample estimate of one pair, ``repeats`` times per n: its bias stays, its variance falls as 1/n.
+    Returns the row of the largest n."""
+    columns = ["n", "kl", *(f"{s}_{k}" for s in ("bias", "se", "var") for k in KS), "neg_frac_k1", "neg_frac_k3"]
+    rows = []
+    for i, n in enumerate(cfg.sample_sizes):
         log_r, true_kl = sample_log_r("tokens", pair, cfg.value_distance, cfg.repeats * n, gen)
-        stats = n_sample_stats(log_r.view(cfg.repeats, n), true_kl)
-        emit.metric(n, **{f"value/{key}": v for key, v in stats.items() if not key.startswith("se_")})
-        value_rows.append([n, true_kl, *(stats[f"{s}_{k}"] for s in ("bias", "se", "var", "neg_frac") for k in KS)])
-        done += 1
-        emit.progress(done)
-    emit.table("value_vs_n", ["n", "kl", *(f"{s}_{k}" for s in ("bias", "se", "var", "neg_frac") for k in KS)],
-               value_rows)
-    last = dict(zip(["n", "kl", *(f"{s}_{k}" for s in ("bias", "se", "var", "neg_frac") for k in KS)], value_rows[-1]))
+        stats = {"n": n, "kl": true_kl, **n_sample_stats(log_r.view(cfg.repeats, n), true_kl)}
+        emit.metric(n, **{f"value/{c}": stats[c] for c in columns[2:] if not c.startswith("se_")})
+        rows.append([stats[c] for c in columns])
+        emit.progress(step0 + i + 1)
+    emit.table("value_vs_n", columns, rows)
+    last = dict(zip(columns, rows[-1]))
     emit.log(f"n={last['n']}, {cfg.repeats} repeats, KL={last['kl']:.4g}: bias k1 {last['bias_k1']:+.2e}, "
              f"k2 {last['bias_k2']:+.2e}, k3 {last['bias_k3']:+.2e} (standard errors {last['se_k1']:.1e}, "
              f"{last['se_k2']:.1e}, {last['se_k3']:.1e})")
+    return last
 
-    # 3. the expected gradient of each estimator in a loss, against both KLs' gradients
-    log_p = pair.log_p(cfg.grad_distance)
+
+def gradient_study(cfg: Config, pair: TokenPair, gen: torch.Generator, emit: Emitter,
+                   step0: int) -> tuple[dict[str, dict[str, float]], float]:
+    """Each row of GRADIENTS in a loss on N detached samples, N = 64, 256, ... against both KLs'
+    gradients. Returns each row's errors at the largest N, and how far apart the two gradients are."""
+    log_p, log_old = pair.log_p(cfg.grad_distance), pair.log_old(cfg.old_shift)
     reverse, forward = exact_gradients(pair, cfg.grad_distance)
-    log_old = pair.log_old(cfg.old_shift)
     sizes = sample_sizes_for_gradients(cfg.grad_samples)
     on_policy = torch.multinomial(pair.log_q().exp(), sizes[-1], replacement=True, generator=gen)
     off_policy = torch.multinomial(log_old.exp(), sizes[-1], replacement=True, generator=gen)
-    grad_rows, results = [], {}
-    for key, label, estimator, mode in GRADIENTS:
+    rows, results = [], {}
+    for i, (key, label, estimator, mode) in enumerate(GRADIENTS):
         x = on_policy if mode in ("on-policy", "reward") else off_policy
-        for n in sizes:
+        for n in sizes:  # prefixes of one sample: the running estimate of the expected gradient
             theta = pair.logits.clone().requires_grad_(True)
             surrogate_loss(estimator, mode, theta, x[:n], log_p, log_old).backward()
             err_rev, cos_rev = compare(theta.grad, reverse)
             err_fwd, cos_fwd = compare(theta.grad, forward)
             if mode == "on-policy":
                 emit.metric(n, **{f"grad/{key}_err_reverse": err_rev, f"grad/{key}_err_forward": err_fwd})
-        results[key] = {"err_reverse": err_rev, "err_forward": err_fwd,
-                          "norm_ratio": float(theta.grad.norm() / reverse.norm())}
-        grad_rows.append([label, mode, n, cos_rev, err_rev, cos_fwd, err_fwd, results[key]["norm_ratio"]])
-        done += 1
-        emit.progress(done)
+        norm_ratio = float(theta.grad.norm() / reverse.norm())
+        results[key] = {"err_reverse": err_rev, "err_forward": err_fwd, "norm_ratio": norm_ratio}
+        rows.append([label, mode, sizes[-1], cos_rev, err_rev, cos_fwd, err_fwd, norm_ratio])
+        emit.progress(step0 + i + 1)
     emit.table("gradients", ["estimator", "samples", "N", "cos_reverse", "err_reverse", "cos_forward",
-                             "err_forward", "norm/|grad reverse|"], grad_rows)
+                             "err_forward", "norm/|grad reverse|"], rows)
     gap = float((reverse - forward).norm() / reverse.norm())
-    emit.log(f"KL(q||p)={float(kl(pair.log_q(), log_p)):.3f}, KL(p||q)={float(kl(log_p, pair.log_q())):.3f}: their "
-             f"gradients differ by {gap:.0%}; KL(q_old||q)={float(kl(log_old, pair.log_q())):.3f}. Expected "
-             f"gradients from N={sizes[-1]}: k1 {results['k1']['norm_ratio']:.3f} x |grad reverse|, k2 "
+    log_q = pair.log_q()
+    emit.log(f"KL(q||p)={float(kl(log_q, log_p)):.3f}, KL(p||q)={float(kl(log_p, log_q)):.3f}: their gradients "
+             f"differ by {gap:.0%}; KL(q_old||q)={float(kl(log_old, log_q)):.3f}. Expected gradients from "
+             f"N={sizes[-1]}: k1 {results['k1']['norm_ratio']:.3f} x |grad reverse|, k2 "
              f"{results['k2']['err_reverse']:.3f} from the reverse, k3 {results['k3']['err_forward']:.3f} from the forward")
+    return results, gap
 
+
+def _run(cfg: Config, emit: Emitter) -> None:
+    n_sweep = len(FAMILIES) * len(cfg.distances)
+    emit.start(cfg, total_steps=n_sweep + len(cfg.sample_sizes) + len(GRADIENTS))
+    gen = torch.Generator().manual_seed(cfg.seed)  # all sampling noise; the distributions come from pair_seed
+    pair = TokenPair.draw(cfg.vocab, cfg.pair_seed)
+    sweeps = distance_sweep(cfg, pair, gen, emit)
+    last = value_vs_n(cfg, pair, gen, emit, n_sweep)
+    results, gap = gradient_study(cfg, pair, gen, emit, n_sweep + len(cfg.sample_sizes))
+
+    close, far = sweeps["tokens"][0], sweeps["tokens"][-1]
     emit.summary({
         "kl_close": close["kl"], "kl_far": far["kl"],
         "var_ratio_k1_over_k3_close": close["var_k1/var_k3"], "var_ratio_k1_over_k3_far": far["var_k1/var_k3"],
@@ -340,7 +352,7 @@ def _run(cfg: Config, emit: Emitter) -> None:
         **{f"{k}_bias_in_std_errors_n_max": last[f"bias_{k}"] / last[f"se_{k}"] for k in KS},
         "reverse_forward_gradient_gap": gap,
         "grad_k1_norm_over_reverse": results["k1"]["norm_ratio"],
-        **{f"grad_{key}_err_{kl_}": results[key][f"err_{kl_}"]
+        **{f"grad_{key}_err_{target}": results[key][f"err_{target}"]
            for key in ("k2", "k3", "k1_reward", "k1_off", "k2_off", "k3_off", "k3_off_no_ratio")
-           for kl_ in ("reverse", "forward")},
+           for target in ("reverse", "forward")},
     })
