@@ -46,7 +46,7 @@ class LabsScreen(Screen):
                 tooltip="Run the selected lab's toy preset (seconds on a CPU); enter does the same"),
         Binding("f", "launch('full')", "Full", id="labs.full", tooltip="Run the full preset (minutes or more)"),
         Binding("c", "cancel", "Cancel", id="labs.cancel", tooltip="Stop the running lab and everything it started"),
-        Binding("h", "show_run", "Show", id="labs.show",
+        Binding("h", "show_run", "Show", id="labs.show", show=False,  # selecting a lab or a run shows it already
                 tooltip="Headline, charts and log of the selected run (or the lab's latest)"),
         Binding("x", "compare", "Compare", id="labs.compare",
                 tooltip="The run side by side with earlier runs of the same lab, their curves overlaid"),
@@ -100,7 +100,7 @@ class LabsScreen(Screen):
                 yield LabCharts(id="labs-charts")
                 yield RunPanel(id="labs-panel")
                 yield RunLog(id="labs-log")
-        yield Footer()
+        yield Footer(compact=True)  # every key and the palette's fit in 80 columns
 
     def on_mount(self) -> None:
         self.progress.display = False  # shown for a live run only

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from labs.protocol import Chart, LiveRun
 from llmcore_tui.core.labruns import informative_keys
-from llmcore_tui.tui.widgets.labview import CLIPPED_NOTE, decade_ticks, robust_ylim, short_run_id, thin_points
+from llmcore_tui.tui.widgets.labview import (CLIPPED_NOTE, decade_ticks, integer_ticks, robust_ylim, short_run_id,
+                                              thin_points)
 
 SLOTS = 2  # charts side by side when there is room
 MIN_SLOT_WIDTH = 44  # narrower than this, one chart fills the width
@@ -65,11 +67,13 @@ def drawn_lines(chart: Chart, runs: dict[str, LiveRun]) -> list[Drawn]:
 
 
 class ChartSlot(Vertical):
-    """One plot and, under it, what to look for in it."""
+    """One chart: its title (and the y axis' name when the plot has no room for it), the plot, and
+    under it what to look for."""
 
     def compose(self) -> ComposeResult:
         from textual_plotext import PlotextPlot  # plotext loads with the Labs screen, not at start-up
 
+        yield Static(classes="labs-chart-title")
         yield PlotextPlot(classes="labs-plot")
         yield Static(classes="labs-look-for muted")
 
@@ -80,53 +84,52 @@ class ChartSlot(Vertical):
         plt = plot.plt  # type: ignore[attr-defined]
         plt.clear_data()
         plt.clear_figure()
+        title = self.query_one(".labs-chart-title", Static)
         look_for = self.query_one(".labs-look-for", Static)
-        look_for.update(f"look for: {chart.look_for}" if chart and chart.look_for else "")
+        look_for.update(f"look for: {escape(chart.look_for)}" if chart and chart.look_for else "")
         look_for.display = bool(chart and chart.look_for)
         if chart is None:
-            plt.title(placeholder)
+            title.update(escape(placeholder))
             plot.refresh()
             return None
-        plt.title(_fit(chart.title, plot.size.width - 2))
         limits = self._axes(plt, chart, lines)
         x_label = chart.x_label or chart.x or "step"
-        plt.xlabel(f"{x_label} · {CLIPPED_NOTE}" if limits and chart.x_label else CLIPPED_NOTE if limits else x_label)
-        if chart.y_label:
-            plt.ylabel(chart.y_label)
-        for line in lines:
-            if not line.xs:
-                continue
-            style = {"marker": REFERENCE_MARKER, "color": REFERENCE_COLOR} if line.reference else {}
-            plt.plot(line.xs, line.ys, **({"label": line.label} if line.label else {}), **style)
+        x_label = f"{x_label} · {CLIPPED_NOTE}" if limits and chart.x_label else CLIPPED_NOTE if limits else x_label
         if not any(line.xs for line in lines):
-            plt.xlabel(f"no points yet ({', '.join(chart.y)})")
+            x_label = f"no points yet ({', '.join(chart.y)})"
+        plt.xlabel(x_label)
+        # plotext writes the y label left of the centred x label and drops the x label when they meet
+        y_beside = chart.y_label and len(chart.y_label) + 2 < (self.size.width - len(x_label)) // 2
+        if y_beside:
+            plt.ylabel(chart.y_label)
+        y_note = "" if y_beside or not chart.y_label else f" [dim]· y: {escape(chart.y_label)}[/dim]"
+        title.update(f"[b]{escape(chart.title)}[/b]{y_note}")
+        for line in sorted(lines, key=lambda line: not line.reference):  # measured lines on top of formulas
+            if line.xs:
+                style = {"marker": REFERENCE_MARKER, "color": REFERENCE_COLOR} if line.reference else {}
+                plt.plot(line.xs, line.ys, **({"label": line.label} if line.label else {}), **style)
         plot.refresh()
         return limits
 
     @staticmethod
     def _axes(plt, chart: Chart, lines: list[Drawn]) -> tuple[float, float] | None:
-        """Log scales with decade ticks; on a linear y axis, the robust range when few points
-        would flatten the rest (a log axis already shows every decade)."""
+        """Log scales with decade ticks, whole-number ticks for steps; on a linear y axis, the
+        robust range when a few points would flatten the rest (a log axis shows every decade)."""
         xs = [x for line in lines for x in line.xs]
         ys = [y for line in lines for y in line.ys]
-        for log, axis, scale, ticks, values in ((chart.log_x, "x", plt.xscale, plt.xticks, xs),
-                                                (chart.log_y, "y", plt.yscale, plt.yticks, ys)):
+        for log, scale, set_ticks, values in ((chart.log_x, plt.xscale, plt.xticks, xs),
+                                              (chart.log_y, plt.yscale, plt.yticks, ys)):
             if log:
                 scale("log")
-                decades = decade_ticks(values)
-                if decades:
-                    ticks(*decades)
+            ticks = decade_ticks(values) if log else integer_ticks(values) if values is xs else None
+            if ticks:
+                set_ticks(*ticks)
         if chart.log_y:
             return None
         limits = robust_ylim(ys)
         if limits is not None:
             plt.ylim(*limits)
         return limits
-
-
-def _fit(title: str, width: int) -> str:
-    """A title that fits the plot (plotext leaves out a title wider than the plot)."""
-    return title if width <= 1 or len(title) <= width else title[: max(1, width - 1)] + "…"
 
 
 class LabCharts(Horizontal):
@@ -164,7 +167,7 @@ class LabCharts(Horizontal):
         return True
 
     def on_resize(self) -> None:
-        self.redraw()
+        self.call_after_refresh(self.redraw)  # once the slots have their new sizes too
 
     def redraw(self) -> None:
         if not self.is_mounted:

@@ -126,14 +126,26 @@ def thin_points(points: list[tuple[float, float | None]]) -> tuple[list[float], 
 
 
 def decade_ticks(values: list[float]) -> tuple[list[float], list[str]] | None:
-    """Ticks at powers of ten for a log axis over ``values`` (all positive): ``1e-8 1e-6 ...``,
-    every second decade when there are many, so the labels stay short and readable (plotext's
-    own log ticks print ``0.00000049``). None when the values span less than one decade."""
+    """Ticks at the powers of ten inside ``values``' range (all positive) for a log axis:
+    ``1e-8 1e-6 ...``, every second decade when there are many, so the labels stay short (plotext's
+    own log ticks print ``0.00000049``). None when the range holds fewer than two decades."""
     if not values:
         return None
-    low, high = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
-    if high - low < 1:
-        return None
+    low, high = math.ceil(math.log10(min(values))), math.floor(math.log10(max(values)))
     step = 1 if high - low <= 5 else 2
-    exponents = list(range(low - low % step, high + 1, step))
+    exponents = list(range(high, low - 1, -step))[::-1]  # the top decade always labelled
+    if len(exponents) < 2:
+        return None
     return [10.0 ** e for e in exponents], [f"1e{e}" for e in exponents]
+
+
+def integer_ticks(values: list[float], count: int = 5) -> tuple[list[float], list[str]] | None:
+    """About ``count`` whole-number ticks for an axis of whole numbers (steps, sweeps, episodes),
+    where plotext would print ``14.8``; None for other values."""
+    if len(values) < 2 or any(v != int(v) for v in values):
+        return None
+    low, high = int(min(values)), int(max(values))
+    if high - low < count:
+        return None
+    ticks = sorted({round(low + i * (high - low) / (count - 1)) for i in range(count)})
+    return [float(t) for t in ticks], [str(t) for t in ticks]
