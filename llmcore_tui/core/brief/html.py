@@ -46,7 +46,6 @@ svg line.line{stroke-width:1.8}svg circle.pt{stroke:none}
 """
 
 
-
 def html_spans(spans: tuple[Span, ...], mathml: bool) -> str:
     return spans_text(spans, {
         PLAIN: esc, RICH: lambda text: inline_html(text, mathml), CODE: lambda text: f"<code>{esc(text)}</code>",

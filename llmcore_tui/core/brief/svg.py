@@ -172,19 +172,22 @@ def svg_curve(curve: Curve, width: int = 360, height: int = 170) -> str:
 
 def _ticks(lo: float, hi: float, log: bool) -> list[float]:
     """Tick positions (in plotted units: log10 of the value on a log axis) between ``lo`` and ``hi``:
-    whole decades on a log axis, else steps of 1, 2 or 5 times a power of ten; the ends when
-    nothing round falls between them."""
+    whole decades on a log axis, else steps of 1, 2 or 5 times a power of ten; the ends when no
+    round step gives enough ticks."""
     if log:
         decades = list(range(math.ceil(lo), math.floor(hi) + 1))
         while len(decades) > 6:
             decades = decades[::2]
         return [float(d) for d in decades] if len(decades) >= 2 else [lo, hi]
-    raw = (hi - lo) / 4
+    raw = (hi - lo) / 4  # about four steps across the axis ...
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(lo / step - 1e-9)
-    ticks = [k * step for k in range(first, math.floor(hi / step + 1e-9) + 1)]
-    return ticks if len(ticks) >= 2 else [lo, hi]
+    steps = [m * magnitude for m in (0.5, 1, 2, 5, 10)]
+    for step in reversed(steps[:next(i for i, s in enumerate(steps) if s >= raw) + 1]):  # ... and three ticks or more
+        first = math.ceil(lo / step - 1e-9)
+        ticks = [k * step for k in range(first, math.floor(hi / step + 1e-9) + 1)]
+        if len(ticks) >= 3:
+            return ticks
+    return [lo, hi]
 
 
 def _span(values: list[float]) -> tuple[float, float]:
