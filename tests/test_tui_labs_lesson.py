@@ -191,3 +191,92 @@ async def test_a_live_table_is_shown_from_its_header_not_its_last_rows(course):
         title = next(i for i, line in enumerate(lines) if line.startswith("connectors"))
         assert title >= 60 and log.scroll_y == title, (title, log.scroll_y)
         assert log.max_scroll_y > log.scroll_y  # the last rows are below, not in view
+
+
+# -- the charts a lab declares (issue 13) -------------------------------------------------------
+
+def test_log_axis_ticks_are_decades_inside_the_data_and_steps_get_whole_numbers():
+    from llmcore_tui.tui.widgets.labview import decade_ticks, integer_ticks
+
+    ticks, labels = decade_ticks([9.08e-11, 8.0])
+    assert labels == ["1e-10", "1e-8", "1e-6", "1e-4", "1e-2", "1e0"] and ticks[0] == pytest.approx(1e-10)
+    assert decade_ticks([2.0, 1000.0])[1] == ["1e1", "1e2", "1e3"]
+    assert decade_ticks([2.0, 9.0]) is None  # no two decades: plotext's own ticks
+    assert integer_ticks([float(k) for k in range(1, 57)])[1] == ["1", "15", "28", "42", "56"]
+    assert integer_ticks([0.5, 0.9, 0.99]) is None
+
+
+def test_compared_runs_share_a_declared_chart_and_its_formula_is_drawn_once():
+    from labs.protocol import LiveRun
+    from llmcore_tui.tui.widgets.lab_charts import charts_of, drawn_lines
+    from tests.test_snapshots_labs import GAE_CHARTS, GAE_RUN, replay
+
+    run = replay(GAE_RUN)
+    (chart,) = charts_of(run)
+    alone = drawn_lines(chart, {GAE_RUN: run})
+    assert [(d.label, d.reference) for d in alone] == [("bias", False), ("variance", False),
+                                                       ("bias_exact (reference)", True)]
+    assert alone[0].xs == [0.0, 0.5, 0.9, 0.95, 1.0] and alone[0].ys[0] == 0.3254  # y against the table's x
+    earlier = "gae-20260301-080000-old1"
+    both = drawn_lines(chart, {GAE_RUN: run, earlier: replay(GAE_RUN)})
+    assert [d.label for d in both] == ["091500-snap bias", "091500-snap variance", "bias_exact (reference)",
+                                       "080000-old1 bias", "080000-old1 variance"]
+    assert charts_of(LiveRun("fake")) == ()  # nothing declared, nothing measured: no chart
+    assert GAE_CHARTS == run.charts
+
+
+async def test_a_live_run_draws_the_charts_its_lab_declares_and_n_moves_between_them(course):
+    from llmcore_tui.tui.widgets.live_feed import LiveFeed
+    from tests.test_snapshots_labs import MDP_CHARTS, mdp_events
+
+    app = LlmcoreApp(course)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = LabsScreen()
+        await app.push_screen(screen)
+        await pilot.pause(0.2)
+        screen.feed = LiveFeed("mdp", "toy")
+        screen._show_live()
+        events = mdp_events()
+        for event in events[:42]:  # start, charts and the first forty sweeps
+            screen.feed.receive(event)
+        await _wait(pilot, lambda: len(screen.series.get("vi/bellman_residual", [])) == 40)
+        await pilot.pause(0.3)
+        assert screen.chart_keys == [MDP_CHARTS[0].title]  # 76 columns: one chart at a time
+        shot = app.export_screenshot()
+        assert "look&#160;for:&#160;A&#160;straight&#160;line" in shot
+        assert "1e0" in shot and "sweep" in shot  # decade ticks on the log axis, the x label
+        for event in events[42:]:
+            screen.feed.receive(event)
+        await _wait(pilot, lambda: "gamma_sweep" in screen.live.tables)
+        assert screen.query_one("#labs-progress").total == 7
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert screen.chart_keys == [MDP_CHARTS[1].title]
+        assert "horizon_1/(1-gamma)&#160;(reference)" in app.export_screenshot()  # the formula, labelled
+        await pilot.press("n")
+        assert screen.chart_keys == [MDP_CHARTS[0].title]  # and round again
+
+
+async def test_compare_overlays_an_earlier_run_on_the_declared_chart(course, monkeypatch):
+    from llmcore_tui.core import labruns
+    from tests.test_snapshots_labs import GAE_CHARTS, GAE_RUN, replay
+
+    earlier = "gae-20260301-080000-old1"
+    with course.store.transaction() as conn:
+        for run_id, started in ((GAE_RUN, FIXED_NOW - 3600), (earlier, FIXED_NOW - 86400)):
+            conn.execute("INSERT INTO lab_runs(id, lab, day, preset, config_json, status, started_ts, ended_ts,"
+                         " exit_code, headline_json, log_tail) VALUES (?, 'gae', 4, 'toy', '{}', 'succeeded', ?, ?,"
+                         " 0, '{}', '')", (run_id, started, started + 10))
+    monkeypatch.setattr(labruns, "load_run", lambda store, run_id: replay(GAE_RUN), raising=False)
+    app = LlmcoreApp(course)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = LabsScreen()
+        await app.push_screen(screen)
+        await _move_to(pilot, screen, lambda lab: lab == "gae", "down")
+        await _wait(pilot, lambda: screen.shown_run == GAE_RUN)
+        await pilot.press("x")
+        await pilot.pause(0.3)
+        assert screen.compared == [GAE_RUN, earlier]
+        assert screen.chart_keys == [GAE_CHARTS[0].title]  # the declared chart, not a metric by index
+        shot = app.export_screenshot()
+        assert "091500-snap&#160;bias" in shot and "080000-old1&#160;bias" in shot
