@@ -362,7 +362,7 @@ def test_bias_based_balancing_equalises_load_without_touching_the_gates():
         bias -= gamma * np.sign(load - load.mean())
     assert imbalance[0] > 1.5 and imbalance[-1] < 1.1
     assert bias[0] < 0 < bias[-1]  # the favoured expert was pushed down, the neglected one up
-    states("parallelism-moe-aux-free", "arXiv 2412.19437", "$\\gamma$")
+    states("parallelism-moe-aux-free", "arXiv 2408.15664", "arXiv 2412.19437", "$\\gamma$")
 
 
 # -- day 12: long context --------------------------------------------------------------------
