@@ -3,14 +3,16 @@
 With samples x ~ q (the policy), p the reference and the ratio r = p(x)/q(x):
 
     k1 = -log r              E_q[k1] = KL(q||p)    unbiased; negative wherever p(x) > q(x)
-    k2 = 1/2 (log r)^2       E_q[k2] != KL(q||p)   biased (by O(d^4) at distance d), >= 0, low variance
+    k2 = 1/2 (log r)^2       E_q[k2] != KL(q||p)   biased (by O(d^3) at distance d), >= 0, low variance
     k3 = (r - 1) - log r     E_q[k3] = KL(q||p)    unbiased, since E_q[r] = sum_x p(x) = 1; >= 0, as log r <= r - 1
 
 k3 is k1 plus the zero-mean control variate r - 1. When q ~ p, r - 1 ~ log r, so it cancels
-k1's first-order noise: Var[k1] ~ 2 KL while Var[k3] ~ KL^2, and k1's relative std explodes as
-KL -> 0. Far apart, r is heavy-tailed (tokens rare under q but likely under p) and k3 loses its
-edge. For unit Gaussians q = N(0, 1), p = N(mu, 1): log r = mu x - mu^2/2, KL = mu^2/2 and
-E[k2] = KL + mu^4/8, a relative bias of mu^2/4 that no number of samples removes.
+k1's first-order noise: with log r about Gaussian, Var[k1] ~ 2 KL while Var[k3] ~ 2 KL^2, so
+k1's relative std sqrt(2/KL) explodes as KL -> 0 while k3's stays near sqrt(2) (1.1-1.3 for the
+skewed tokens). Far apart, r is heavy-tailed (tokens rare under q but likely under p) and k3
+loses its edge. For unit Gaussians q = N(0, 1), p = N(mu, 1): log r = mu x - mu^2/2, KL = mu^2/2 and
+E[k2] = KL + mu^4/8, a relative bias of mu^2/4 that no number of samples removes (for tokens,
+whose log r is skewed, the bias starts at third order).
 
 As a gradient. In GRPO's loss the samples are drawn from q_theta and detached: the gradient
 flows through l = log q_theta(x) only, with grad log r = -grad l and E_q[grad l] = sum_x grad q = 0:
@@ -47,6 +49,7 @@ from labs._runtime import Emitter, LabFailure, Range, torch_threads
 from labs.protocol import Chart
 
 KS = ("k1", "k2", "k3")
+MAX_DRAW = 1 << 24  # samples drawn at once: 128 MiB of float64 each for x, log r and the three estimates
 FAMILIES = ("tokens", "gaussian")
 
 # (key, label, estimator, how the samples are drawn and weighted): the rows of the gradient table
@@ -101,12 +104,16 @@ class Config:
     old_shift: float = 0.5  # how far q_old (the sampler of the off-policy rows) is from q_theta
     grad_samples: int = 1 << 22  # the largest N of the gradient estimates (N = 4^k up to it)
 
+    def validate(self) -> None:
+        if self.repeats * max(self.sample_sizes, default=1) > MAX_DRAW:
+            raise ValueError(f"repeats x the largest sample size must be at most {MAX_DRAW} (they are drawn at once)")
+
 
 TOY = {"sweep_samples": 1 << 19, "repeats": 1024, "grad_samples": 1 << 20}
-LIMITS = {"vocab": Range(2), "distances": Range(0, 4, low_open=True), "sweep_samples": Range(16, 1 << 24),
+LIMITS = {"vocab": Range(2), "distances": Range(0, 4, low_open=True), "sweep_samples": Range(16, MAX_DRAW),
           "value_distance": Range(0, 4, low_open=True), "sample_sizes": Range(1, 1 << 16),
           "repeats": Range(2, 1 << 16), "grad_distance": Range(0, 4, low_open=True), "old_shift": Range(0, 4),
-          "grad_samples": Range(64, 1 << 24)}
+          "grad_samples": Range(64, MAX_DRAW)}
 
 
 # -- the estimators and the closed forms ----------------------------------------------------
@@ -154,7 +161,8 @@ class TokenPair:
         return (self.logits + shift * self.other).log_softmax(-1)
 
 
-def sample_log_r(family: str, pair: TokenPair, distance: float, n: int, gen: torch.Generator) -> tuple[torch.Tensor, float]:
+def sample_log_r(family: str, pair: TokenPair, distance: float, n: int,
+                 gen: torch.Generator) -> tuple[torch.Tensor, float]:
     """n samples x ~ q of log r(x), and the exact KL(q||p)."""
     if family == "gaussian":  # q = N(0, 1), p = N(distance, 1)
         x = torch.randn(n, generator=gen, dtype=torch.float64)
@@ -329,7 +337,8 @@ def gradient_study(cfg: Config, pair: TokenPair, gen: torch.Generator, emit: Emi
     emit.log(f"KL(q||p)={float(kl(log_q, log_p)):.3f}, KL(p||q)={float(kl(log_p, log_q)):.3f}: their gradients "
              f"differ by {gap:.0%}; KL(q_old||q)={float(kl(log_old, log_q)):.3f}. Expected gradients from "
              f"N={sizes[-1]}: k1 {results['k1']['norm_ratio']:.3f} x |grad reverse|, k2 "
-             f"{results['k2']['err_reverse']:.3f} from the reverse, k3 {results['k3']['err_forward']:.3f} from the forward")
+             f"{results['k2']['err_reverse']:.3f} from the reverse, k3 {results['k3']['err_forward']:.3f} "
+             "from the forward")
     return results, gap
 
 

@@ -161,6 +161,7 @@ def test_deterministic_for_a_seed_and_the_seed_moves_only_the_noise(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["distances=0", "distances=", "vocab=1", "repeats=1", "sample_sizes=0",
-                                 "grad_samples=10", "value_distance=-1", "old_shift=x", "nope=1"])
+                                 "grad_samples=10", "value_distance=-1",
+                                 "repeats=8192", "old_shift=x", "nope=1"])
 def test_bad_settings_are_usage_errors(bad, tmp_path):
     assert main(["kl_estimators", "--toy", "--set", bad, "--out", str(tmp_path)], io.StringIO()) == EXIT_USAGE
