@@ -61,6 +61,19 @@ async def _move_to(pilot, screen: LabsScreen, wanted, key: str) -> None:
     raise AssertionError(f"no such lab row (at {screen.selected_lab()})")
 
 
+async def _live_screen(app: LlmcoreApp, pilot, lab: str) -> LabsScreen:
+    """The Labs screen following a run of ``lab`` whose events the test feeds itself."""
+    from llmcore_tui.tui.widgets.live_feed import LiveFeed
+
+    screen = LabsScreen()
+    await app.push_screen(screen)
+    await pilot.pause(0.2)
+    screen.feed = LiveFeed(lab, "toy")
+    screen._show_live()
+    await pilot.pause(0.1)
+    return screen
+
+
 def _lines(screen: LabsScreen) -> list[str]:
     return [strip.text for strip in screen.query_one("#labs-log").lines]
 
@@ -170,16 +183,9 @@ def test_wrap_name_breaks_after_underscores(name, expected):
 
 async def test_a_live_table_is_shown_from_its_header_not_its_last_rows(course):
     """A table arriving during a run (after many log lines) is scrolled to its title, not past it."""
-    from llmcore_tui.tui.widgets.live_feed import LiveFeed
-
     app = LlmcoreApp(course)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = LabsScreen()
-        await app.push_screen(screen)
-        await pilot.pause(0.2)
-        screen.feed = LiveFeed("vlm", "toy")
-        screen._show_live()
-        await pilot.pause(0.1)
+        screen = await _live_screen(app, pilot, "vlm")
         for i in range(60):
             screen.feed.receive({"event": "log", "text": f"step {i}"})
         screen.feed.receive({"event": "table", "name": "connectors", "columns": COLUMNS,
@@ -226,16 +232,11 @@ def test_compared_runs_share_a_declared_chart_and_its_formula_is_drawn_once():
 
 
 async def test_a_live_run_draws_the_charts_its_lab_declares_and_n_moves_between_them(course):
-    from llmcore_tui.tui.widgets.live_feed import LiveFeed
     from tests.test_snapshots_labs import MDP_CHARTS, mdp_events
 
     app = LlmcoreApp(course)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = LabsScreen()
-        await app.push_screen(screen)
-        await pilot.pause(0.2)
-        screen.feed = LiveFeed("mdp", "toy")
-        screen._show_live()
+        screen = await _live_screen(app, pilot, "mdp")
         events = mdp_events()
         for event in events[:42]:  # start, charts and the first forty sweeps
             screen.feed.receive(event)
