@@ -28,6 +28,7 @@ TOPICS = {  # file stem: (module, day)
     "07-ppo-critic-free": ("ppo", 7),
     "08-grpo-kl-estimators": ("grpo", 8),
     "08-grpo-descendants": ("grpo", 8),
+    "11-vlm-post-training": ("vlm", 11),
 }
 MIN_CARDS, MAX_CORE, MIN_QUESTIONS = 6, 2, 4
 
@@ -468,3 +469,102 @@ def test_entropy_change_follows_the_covariance_rule():
         cov = float((probs * (logp - (probs * logp).sum()) * (probs * adv - (probs * probs * adv).sum())).sum())
         assert math.isclose(change, -eta * cov, rel_tol=1e-3)
     states("grpo-entropy-collapse", "\\Delta H \\approx -\\eta\\, \\mathrm{Cov}_{a \\sim \\pi}(\\log \\pi(a),\\ \\pi(a) A(a))")
+
+
+# -- 5. VLM post-training (day 11) ---------------------------------------------------------------
+
+def qwen2_vl_tokens(height: int, width: int, patch: int = 14, merge: int = 2, markers: int = 2) -> int:
+    """Tokens of one image in Qwen2-VL: 14-px patches, 2x2 merged, plus <|vision_start|> and
+    <|vision_end|> (Wang et al. 2024, arXiv:2409.12191, sec. 2.1: 224 x 224 -> 66 tokens)."""
+    side = patch * merge
+    return (height // side) * (width // side) + markers
+
+
+def llava_next_tokens(height: int, width: int, rows: int, cols: int, tile: int = 336, patch: int = 14) -> int:
+    """LLaVA-NeXT AnyRes on an image that fills its grid (no unpadding): the tiles' feature map with a
+    newline token after each row, plus the overview's features."""
+    per_side = tile // patch
+    assert (height, width) == (rows * tile, cols * tile)
+    grid_h, grid_w = rows * per_side, cols * per_side
+    return grid_h * (grid_w + 1) + per_side ** 2
+
+
+def mrope_positions(text_before: int, grid_rows: int, grid_cols: int) -> tuple[np.ndarray, int]:
+    """M-RoPE ids (temporal, height, width) of an image after ``text_before`` text tokens, and the id of
+    the next text token: the image starts at the previous maximum + 1, the next modality likewise."""
+    start = text_before
+    rows, cols = np.meshgrid(np.arange(grid_rows), np.arange(grid_cols), indexing="ij")
+    ids = np.stack([np.full(rows.size, start), start + rows.ravel(), start + cols.ravel()])
+    return ids, int(ids.max()) + 1
+
+
+def test_native_resolution_token_counts():
+    assert qwen2_vl_tokens(224, 224) == 66 and qwen2_vl_tokens(448, 448) == 258
+    assert (336 // 14) ** 2 == 576
+    states("vlm-dynamic-resolution", "8 \\times 8 = 64", "= 66", "256 + 2 = 258")
+    answer_is("vlm-q-qwen2vl-tokens", qwen2_vl_tokens(448, 448))
+
+
+def test_anyres_and_native_counts_for_one_image():
+    assert 5 * 576 == 2880
+    assert llava_next_tokens(672, 672, 2, 2) == 48 * 49 + 576 == 2928
+    assert qwen2_vl_tokens(672, 672) == 578
+    assert round(2928 / 578) == 5
+    states("vlm-anyres-token-count", "5 \\times 576 = 2880", "48 \\times 49 + 576 = 2928", "(672/28)^2 + 2 = 578")
+
+
+def test_navit_packing_numbers():
+    a, b = (224 // 16) ** 2, (448 // 16) * (224 // 16)
+    assert (a, b, a + b) == (196, 392, 588)
+    assert round(100 * (a ** 2 + b ** 2) / (a + b) ** 2) == 56
+    states("vlm-navit-packing", "14 \\times 14 = 196", "28 \\times 14 = 392", "$588$", "56\\%")
+
+
+def test_mrope_position_ids():
+    ids, following = mrope_positions(3, 2, 3)
+    assert set(ids[0]) == {3} and (ids[1].min(), ids[1].max()) == (3, 4) and (ids[2].min(), ids[2].max()) == (3, 5)
+    assert following == 6
+    assert 3 + 2 * 3 == 9  # a 1D scheme: the image takes ids 3..8
+    states("vlm-mrope", "$0, 1, 2$", "$3$–$4$", "$3$–$5$", "$6$", "$3$–$8$", "$9$")
+    _, following = mrope_positions(3, 4, 6)
+    answer_is("vlm-q-mrope-next-id", following)
+    explains("vlm-q-mrope-next-id", "$24$", "$27$")
+    assert 4 * 6 == 24 and 3 + 24 == 27
+
+
+def pope_metrics(answers_yes: np.ndarray, truth_yes: np.ndarray) -> dict[str, float]:
+    tp = float(np.sum(answers_yes & truth_yes))
+    fp = float(np.sum(answers_yes & ~truth_yes))
+    fn = float(np.sum(~answers_yes & truth_yes))
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    return {"accuracy": float(np.mean(answers_yes == truth_yes)), "precision": precision, "recall": recall,
+            "f1": 2 * precision * recall / (precision + recall), "yes_ratio": float(np.mean(answers_yes))}
+
+
+def test_pope_always_yes_model():
+    truth = np.array([True, False] * 1500)  # balanced, as POPE builds its questions
+    m = pope_metrics(np.ones_like(truth), truth)
+    assert (m["accuracy"], m["precision"], m["recall"], m["yes_ratio"]) == (0.5, 0.5, 1.0, 1.0)
+    assert f"{m['f1']:.3f}" == "0.667"
+    states("vlm-hallucination-pope", "$50\\%$", "$0.5$", "$1$", "\\approx 0.667")
+
+
+def chair(captions: list[set[str]], present: list[set[str]]) -> tuple[float, float]:
+    mentions = sum(len(c) for c in captions)
+    hallucinated = [len(c - p) for c, p in zip(captions, present)]
+    return sum(hallucinated) / mentions, sum(h > 0 for h in hallucinated) / len(captions)
+
+
+def test_chair_worked_example():
+    captions = [{"dog", "frisbee"}, {"cat", "sofa", "remote"}, {"person"}, {"car", "bus"}]
+    present = [{"dog", "frisbee", "grass"}, {"cat", "sofa"}, {"person", "kite"}, {"car", "road"}]
+    assert chair(captions, present) == (0.25, 0.5)
+    states("vlm-chair", "CHAIR$_i = 0.25", "CHAIR$_s = 0.5")
+    answer_is("vlm-q-chair-i", 100 * 6 / 30)  # percent
+
+
+def test_rlhf_v_reported_numbers():
+    """Yu et al. 2024 (RLHF-V, arXiv:2312.00849), abstract: 1.4k annotated samples, hallucination rate
+    of the base model reduced by 34.8%, against LLaVA-RLHF's 10k preference samples."""
+    states("vlm-rlhf-v", "1.4k", "$34.8\\%$", "10k", "\\gamma > 1")
+    explains("vlm-q-rlhf-v", "1.4k", "$34.8\\%$")
