@@ -79,6 +79,15 @@ def right_choice(question_id: str) -> str:
     return q.choices["en"][index]
 
 
+def drawn_params(question_id: str, draws: int = 20) -> list[dict]:
+    """The parameters a parametric question draws, over several seeds."""
+    import random
+
+    from llmcore_tui.core.quiz import draw
+
+    return [draw(question(question_id), random.Random(seed)).params for seed in range(draws)]
+
+
 def close(a: float, b: float, rel: float = 1e-3) -> bool:
     return math.isclose(a, b, rel_tol=rel)
 
@@ -269,9 +278,8 @@ def test_mixtral_total_and_active_parameters():
     assert round(calc.weight_bytes(parts["total"], "bf16") / 1e9) == 93
     states("parallelism-moe-total-active", "32 \\cdot 8 \\cdot 3 \\cdot 4096 \\cdot 14336 \\approx 45.1", "$1.34$B",
            "$0.26$B", "$46.7$B", "11.27 + 1.34 + 0.26 \\approx 12.9", "$93$ GB")
-    if hasattr(calc, "moe_param_counts"):  # the calculator's MoE preset, once it exists, agrees
-        counts = calc.moe_param_counts(calc.get_preset("mixtral-8x7b"))
-        assert close(counts.total, parts["total"], rel=2e-3) and close(counts.active, parts["active"], rel=2e-3)
+    counts = calc.moe_param_counts(calc.get_preset("mixtral-8x7b"))  # the calculator's preset agrees
+    assert close(counts.total, parts["total"], rel=2e-3) and close(counts.active, parts["active"], rel=2e-3)
     assert right_choice("parallelism-q-moe-active").startswith("About 93 GB of weights (all experts)")
     states("parallelism-q-moe-active", "$46.7$B", "$93$ GB", "2 \\times 12.9")
 
@@ -343,9 +351,11 @@ def test_expert_parallel_all_to_all_bytes():
     expert = rng.integers(0, 64, size=(tokens, k))
     leaving = np.mean(expert // (64 // ep) != 0)  # the tokens of rank 0; experts 0..7 live on rank 0
     assert abs(leaving - (ep - 1) / ep) < 0.01
-    if hasattr(calc, "expert_parallel_all_to_all_bytes"):
-        got = calc.expert_parallel_all_to_all_bytes(tokens, hidden, k, ep, dtype="bf16")
-        assert got in (per_direction, 2 * per_direction), got
+    assert calc.expert_parallel_all_to_all_bytes(tokens, hidden, k, ep, dtype="bf16") == 2 * per_direction == 112 * MIB
+    for drawn in drawn_params("parallelism-q-moe-a2a-bytes"):  # the parametric question's formula, as explained
+        t, h, k_, e = drawn["tokens"], drawn["hidden"], drawn["top_k"], drawn["ep"]
+        assert math.isclose(calc.expert_parallel_all_to_all_bytes(t, h, k_, e), 2 * t * k_ * h * 2 * (e - 1) / e)
+    states("parallelism-q-moe-a2a-bytes", "2 \\cdot T \\cdot k \\cdot h \\cdot 2 \\cdot (ep - 1)/ep")
 
 
 def test_bias_based_balancing_equalises_load_without_touching_the_gates():
@@ -559,5 +569,12 @@ def test_speculative_tokens_per_target_step():
     assert close(numeric_answer("reference-q-inf-spec-tokens"), expected_tokens(0.7, 3), rel=1e-3)
     assert math.isclose(0.7**4, 0.2401)
     states("reference-q-inf-spec-tokens", "\\frac{1 - 0.7^4}{0.3} = \\frac{1 - 0.2401}{0.3} \\approx 2.533")
-    if hasattr(calc, "speculative_tokens_per_step"):
-        assert math.isclose(calc.speculative_tokens_per_step(0.8, 4), expected_tokens(0.8, 4))
+    for alpha, k in ((0.8, 4), (0.6, 4), (0.7, 3)):
+        assert math.isclose(calc.speculative_tokens_per_step(alpha, k), expected_tokens(alpha, k))
+    speedup = expected_tokens(0.8, 4) / (4 * 0.1 + 1)
+    assert round(speedup, 2) == 2.40 and math.isclose(calc.speculative_speedup(0.8, 4, 0.1), speedup)
+    states("ref-inf-speculative-speedup", "$c = 0.1$", "3.36 / (4 \\times 0.1 + 1) = 2.40")
+    for drawn in drawn_params("reference-q-inf-spec-speedup"):
+        a, k, c = drawn["alpha"], drawn["k"], drawn["draft_cost"]
+        assert math.isclose(calc.speculative_speedup(a, k, c), expected_tokens(a, k) / (k * c + 1))
+    states("reference-q-inf-spec-speedup", "\\frac{1 - \\alpha^{k+1}}{1 - \\alpha}", "$k c + 1$")
