@@ -18,7 +18,9 @@ import time
 import pytest
 
 from labs.protocol import Chart, LiveRun
+from labs.registry import BY_NAME
 from llmcore_tui.core import labruns
+from llmcore_tui.tui.screens import labs as labs_screen
 from llmcore_tui.tui.app import LlmcoreApp
 from tests.conftest import FIXED_NOW
 
@@ -84,6 +86,9 @@ def gae_events() -> list[dict]:
 
 
 RECORDED = {MDP_RUN: ("mdp", 1, mdp_events), GAE_RUN: ("gae", 4, gae_events)}
+# the labs listed beside the charts: fixed, so that a lab added to the course leaves these pictures alone
+LISTED = ("mdp", "td_learning", "advantage", "gae", "sft", "dpo", "ppo", "grpo", "rlhf", "cql", "vlm", "parallel",
+          "attention", "lora")
 
 
 def replay(run_id: str) -> LiveRun:
@@ -108,6 +113,7 @@ def labs_app(course, monkeypatch) -> LlmcoreApp:
                 (run_id, lab, day, json.dumps(run.config), FIXED_NOW - 3600, FIXED_NOW - 3590,
                  json.dumps(run.headline), "\n".join(run.logs), f"/data/llmcore-output/labs/{run_id}"))
     monkeypatch.setattr(labruns, "load_run", lambda store, run_id: replay(run_id), raising=False)
+    monkeypatch.setattr(labs_screen, "LABS", tuple(BY_NAME[name] for name in LISTED))
     course.store.created = False  # the "new database created at <tmp path>" toast would vary per run
     app = LlmcoreApp(course)
     app.theme = "textual-dark"
