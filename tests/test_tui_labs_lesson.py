@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from llmcore_tui.core.labruns import fmt_value
+from labs.protocol import fmt_value
 from llmcore_tui.tui.app import LlmcoreApp
 from llmcore_tui.tui.screens.labs import LabsScreen
 from llmcore_tui.tui.widgets.labview import lab_table, robust_ylim

@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import DataTable
 
+from labs.protocol import fmt_duration
 from labs.registry import LabInfo
-from llmcore_tui.core.labruns import RunRecord, fmt_duration
+from llmcore_tui.core.labruns import RunRecord
 from llmcore_tui.tui.widgets.labview import status_text, when
 
 RUNS_LISTED = 50

@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from llmcore_tui.core.labruns import fmt_value
+from labs.protocol import fmt_value
 
 MAX_POINTS = 400  # per drawn series: long runs are thinned for the terminal
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "rejected": "red"}

@@ -16,8 +16,8 @@ from rich.table import Table as RichTable
 from rich.text import Text
 from textual.widgets import RichLog, Static
 
-from labs.protocol import Error, Event, Log, Other, Table
-from llmcore_tui.core.labruns import Comparison, RunRecord, fmt_duration, fmt_value
+from labs.protocol import Error, Event, Log, Other, Table, fmt_duration, fmt_value
+from llmcore_tui.core.labruns import Comparison, RunRecord
 from llmcore_tui.tui.widgets.labview import STATUS_STYLE, lab_table, status_text, when
 
 LOG_LINES = 1000
