@@ -158,7 +158,7 @@ def test_kto_value_saturates_and_is_steepest_at_the_reference_point():
     assert math.isclose(steepest, z0, abs_tol=0.02)
     assert math.isclose(float(torch.sigmoid(torch.tensor(0.0))), 0.5)
     assert float(grad[0]) < 0.01 * float(grad.max()) and float(grad[-1]) < 0.01 * float(grad.max())
-    states("dpo-kto-loss", "\\frac{\\lambda_D n_D}{\\lambda_U n_U} \\in [1, \\frac{4}{3}]")  # Ethayarajh et al. 2024, sec. 4
+    states("dpo-kto-loss", "\\frac{\\lambda_D n_D}{\\lambda_U n_U} \\in [1, \\frac{4}{3}]")  # Ethayarajh et al. 2024, eq. 8
     states("dpo-kto-reference-point", "\\lambda \\sigma(0) = \\lambda / 2")
 
 
@@ -305,8 +305,10 @@ def test_expected_gradients_in_the_loss_follow_zero_reverse_and_forward_kl():
     # k1 as a reward (score-function route) gives the reverse KL's gradient
     score_route = _grad((q.detach() * log_r.detach().neg() * q.log()).sum(), logits)
     assert torch.allclose(score_route, reverse, atol=1e-12)
+    for x in range(len(ref)):  # per sample: k1 times the score is the gradient of k2
+        assert torch.allclose(-log_r[x].detach() * _grad(q.log()[x], logits), _grad(0.5 * log_r[x] ** 2, logits))
     states("grpo-kl-gradients", r"\nabla k_3 = (1 - r)\nabla \log q_\theta", r"\nabla KL(p \Vert q_\theta)")
-    states("grpo-kl-k1-in-reward", r"\mathbb{E}_q[k_1 \nabla \log q_\theta]")
+    states("grpo-kl-k1-in-reward", r"\mathbb{E}_q[k_1 \nabla \log q_\theta]", r"k_1 \nabla \log q_\theta = \nabla k_2")
 
 
 def test_importance_weighted_k3_restores_value_and_reverse_kl_gradient():
