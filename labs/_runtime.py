@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Sequence
 
+from labs import protocol
 from labs.registry import BY_NAME, LABS
 
 EXIT_OK = 0
@@ -65,21 +66,26 @@ def _clean(value: Any) -> Any:
 class Emitter:
     """Writes the lab's events: JSON lines (``--json``) or readable text for a terminal.
 
-    Every event is also appended to ``events.jsonl`` in the run's output folder, so a
-    run can be inspected after the fact whichever way it was started.
+    Events are built as :mod:`labs.protocol` types and written with ``protocol.encode``, the
+    vocabulary every reader decodes with ``protocol.parse``. Right after ``start`` comes the
+    ``charts`` event with the figures the lab declares (its module's ``CHARTS``). Every event is
+    also appended to ``events.jsonl`` in the run's output folder, so a run can be inspected
+    after the fact whichever way it was started.
     """
 
-    def __init__(self, lab: str, stream: IO[str], json_mode: bool, events_file: Path | None = None):
+    def __init__(self, lab: str, stream: IO[str], json_mode: bool, events_file: Path | None = None,
+                 charts: Sequence[protocol.Chart] = ()):
         self.lab = lab
         self.stream = stream
         self.json_mode = json_mode
+        self.charts = tuple(charts)
         self._events = events_file.open("a", encoding="utf-8") if events_file else None
         self._last_print = 0.0
         self.total_steps: int | None = None
         self.headline: dict[str, Any] | None = None
 
-    def _send(self, event: dict[str, Any]) -> None:
-        line = json.dumps(_clean(event), allow_nan=False, ensure_ascii=False)
+    def _send(self, event: protocol.Event) -> None:
+        line = json.dumps(_clean(protocol.encode(event)), allow_nan=False, ensure_ascii=False)
         if self._events:
             self._events.write(line + "\n")
             self._events.flush()
@@ -94,62 +100,51 @@ class Emitter:
 
     # -- the event vocabulary -------------------------------------------------------------
     def start(self, config: Any, total_steps: int | None) -> None:
-        """First event: the resolved config (a dataclass or dict) and the planned number of steps."""
+        """First event: the resolved config (a dataclass or dict) and the planned number of steps;
+        then the declared charts."""
         if dataclasses.is_dataclass(config):
             config = dataclasses.asdict(config)
         self.total_steps = total_steps
-        self._send({"event": "start", "lab": self.lab, "config": config, "total_steps": total_steps})
+        self._send(protocol.Start(self.lab, config, total_steps))
+        if self.charts:
+            self._send(protocol.Charts(self.charts))
         self._say(f"lab {self.lab}: " + ", ".join(f"{k}={v}" for k, v in config.items()))
 
     def metric(self, step: int, **values: float) -> None:
-        """Scalar metrics at a step. Names are stable, 'group/name' style (e.g. 'losses/value')."""
-        self._send({"event": "metric", "step": int(step), "values": values})
+        """Scalar metrics at a step. Names are stable, 'group/name' style (e.g. 'losses/value').
+        A value that is not a number is a bug in the lab: ProtocolError, here, not in the reader."""
+        self._send(protocol.Metric(int(step), {k: protocol.number(_clean(v)) for k, v in values.items()}))
         now = time.monotonic()
         if now - self._last_print > 1.0:  # a terminal does not need every step
             self._last_print = now
-            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+            shown = ", ".join(f"{k}={protocol.fmt_value(v)}" for k, v in values.items())
             self._say(f"  step {step}: {shown}")
 
     def progress(self, done: int, total: int | None = None) -> None:
         total = total if total is not None else self.total_steps
-        self._send({"event": "progress", "done": int(done), "total": total})
+        self._send(protocol.Progress(int(done), total))
 
     def log(self, text: str) -> None:
-        self._send({"event": "log", "text": text})
+        self._send(protocol.Log(text))
         self._say(text)
 
     def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        self._send({"event": "table", "name": name, "columns": list(columns), "rows": [list(r) for r in rows]})
-        self._say(format_table(name, columns, rows))
+        self._send(protocol.Table(name, list(columns), [list(r) for r in rows]))
+        self._say(f"{name}:\n" + protocol.format_table(columns, rows))
 
     def summary(self, headline: dict[str, Any], artifacts: Sequence[str] = ()) -> None:
         self.headline = dict(headline)
-        self._send({"event": "summary", "headline": headline, "artifacts": list(artifacts)})
-        self._say(format_table("summary", ["metric", "value"], [[k, v] for k, v in headline.items()]))
+        self._send(protocol.Summary(dict(headline), [str(a) for a in artifacts]))
+        self._say("summary:\n" + protocol.format_table(["metric", "value"], [[k, v] for k, v in headline.items()]))
 
     def error(self, message: str, detail: str = "") -> None:
-        self._send({"event": "error", "message": message, "detail": detail})
+        self._send(protocol.Error(message, detail))
         if not self.json_mode:
             sys.stderr.write(f"error: {message}\n")
 
     def close(self) -> None:
         if self._events:
             self._events.close()
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def format_table(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[_fmt(c) for c in row] for row in rows]
-    widths = [max([len(str(col))] + [len(r[i]) for r in cells if i < len(r)]) for i, col in enumerate(columns)]
-    lines = [f"{name}:", "  " + "  ".join(str(c).ljust(w) for c, w in zip(columns, widths))]
-    lines.append("  " + "  ".join("-" * w for w in widths))
-    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
-    return "\n".join(lines)
 
 
 # -- configs ------------------------------------------------------------------------------
@@ -447,7 +442,7 @@ def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> in
         check_device(cfg.device)
     except (_ArgumentError, LabUsageError) as exc:
         if "--json" in (argv if argv is not None else sys.argv[1:]):
-            stream.write(json.dumps({"event": "error", "message": str(exc), "detail": "usage"}) + "\n")
+            stream.write(json.dumps(protocol.encode(protocol.Error(str(exc), "usage"))) + "\n")
         sys.stderr.write(f"python -m labs: error: {exc}\n")
         return EXIT_USAGE
 
@@ -462,7 +457,7 @@ def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> in
         os.environ[THREADS_ENV] = str(args.threads)
     out_dir = args.out or default_out_dir(args.name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    emit = Emitter(args.name, stream, args.json, out_dir / "events.jsonl")
+    emit = Emitter(args.name, stream, args.json, out_dir / "events.jsonl", getattr(module, "CHARTS", ()))
     try:
         seed_everything(cfg.seed)
         module.run(cfg, emit, out_dir)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from labs._runtime import Emitter, LabFailure, Range
 from labs._tinylm import cpu_threads
+from labs.protocol import Chart
 
 ENV_ID = "CliffWalking-v1"
 ROWS, COLS = 4, 12
@@ -94,6 +95,16 @@ LIMITS = {"episodes": Range(1), "epsilon": Range(0, 1), "safe_route_prob": Range
           "log_every": Range(1)}
 
 TOY = {"train_steps": 1000, "alpha_sweep": (5.0,)}
+
+CHARTS = [
+    Chart("Overestimation of actions outside the data", table="alpha_sweep", x="alpha",
+          y=("Q_minus_Qstar_ood", "best_ood_minus_best_data"), x_label="CQL alpha (0: naive DQN)",
+          y_label="Q - Q*, best unseen - best seen",
+          look_for="At alpha 0 unseen actions are overestimated; the CQL penalty pushes them below Q*."),
+    Chart("Return of the greedy policy vs alpha", table="alpha_sweep", x="alpha", y=("greedy_return",),
+          x_label="CQL alpha (0: naive DQN)", y_label="return (-13 optimal, -100 the cliff)",
+          look_for="Naive DQN trusts its overestimates and falls off the cliff; with the penalty it reaches the goal."),
+]
 
 
 # -- the data set --------------------------------------------------------------------------

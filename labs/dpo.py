@@ -71,6 +71,7 @@ import torch.nn.functional as F
 from labs import _tinylm as tl
 from labs import sft
 from labs._runtime import LabFailure, Range
+from labs.protocol import Chart
 
 
 @dataclass
@@ -111,6 +112,15 @@ LIMITS = {
 
 TOY = {"sft_preset": "toy", "steps": 100, "train_prompts": 3000, "samples_per_prompt": 2, "eval_every": 50,
        "sweep_betas": (0.1, 3.0), "sweep_steps": 50}
+
+CHARTS = [
+    Chart("DPO implicit rewards of chosen and rejected answers", y=("eval/chosen_reward", "eval/rejected_reward"),
+          x_label="step", y_label="beta * log(pi / pi_ref), held out",
+          look_for="The gap opens: chosen above rejected. Both may fall; DPO only asks the margin to grow."),
+    Chart("Beta sets how far the policy drifts", table="beta_sweep", x="beta", y=("kl_to_ref",), log_x=True,
+          x_label="beta", y_label="KL to the reference (nats)",
+          look_for="The smaller beta, the further the policy moves from the reference."),
+]
 
 
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,

@@ -59,6 +59,7 @@ import torch
 from labs import _tinylm as tl
 from labs import sft
 from labs._runtime import LabFailure, Range
+from labs.protocol import Chart
 
 LOSS_TYPES = ("grpo", "dr_grpo")
 BASELINES = ("mean", "rloo")
@@ -103,6 +104,18 @@ LIMITS = {"seed": Range(0), "threads": Range(1), "sft_seed": Range(0), "iteratio
           "extra_tokens": Range(0, 7), "eval_every": Range(1), "eval_problems": Range(1), "eval_samples": Range(1)}
 
 TOY = {"sft_preset": "toy", "iterations": 20, "eval_every": 10, "eval_problems": 300}
+
+CHARTS = [
+    Chart("GRPO: reward of the groups and held-out pass rate", y=("charts/mean_reward", "eval/pass_rate"),
+          x_label="iteration", y_label="fraction right",
+          look_for="Both rise from the SFT level with no value model: the group mean is the baseline."),
+    Chart("Groups that teach nothing", y=("charts/zero_std_fraction",), x_label="iteration",
+          y_label="groups with equal rewards",
+          look_for="As the policy improves more groups are all right: zero reward spread, zero advantage, no gradient."),
+    Chart("Completion length", y=("charts/length", "charts/right_length", "charts/wrong_length"),
+          x_label="iteration", y_label="tokens",
+          look_for="Watch the wrong answers' length: how the loss averages over tokens decides whether it grows."),
+]
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4, scale_by_std: bool = True,

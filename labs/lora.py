@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from labs._runtime import Emitter, LabFailure, Range
 from labs._tinylm import build_model, count_parameters, cpu_threads, model_config
+from labs.protocol import Chart
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 SEP = 0  # token 0 separates the input from the completion; symbols are 1..n_symbols
@@ -95,6 +96,16 @@ LIMITS = {"d_model": Range(1), "n_layers": Range(1), "n_heads": Range(1), "d_ff"
           "train_ranks": Range(1), "eval_size": Range(1), "log_every": Range(1)}
 
 TOY = {"pretrain_steps": 400, "finetune_steps": 150, "train_ranks": (1, 8), "ranks": (1, 2, 4, 8, 16)}
+
+CHARTS = [
+    Chart("Trainable parameters vs LoRA rank", table="lora_by_rank", x="rank", y=("trainable_params",),
+          x_label="rank r", y_label="trainable parameters",
+          look_for="A straight line: r (d_in + d_out) per adapted matrix, a small fraction of the model."),
+    Chart("Fine-tuning: task score and the old skill kept", table="finetune_scores",
+          y=("task_exact_match", "copy_exact_match_after"), x_label="full fine-tuning, then LoRA by rank",
+          y_label="exact-match fraction",
+          look_for="Compare LoRA's task score with full fine-tuning's, and how much of the copy task each keeps."),
+]
 
 
 # -- data ----------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from labs._runtime import Emitter, LabFailure, Range
+from labs.protocol import Chart
 
 ARROWS = "^>v<"  # action 0 up, 1 right, 2 down, 3 left (the cliffgrid's order)
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))
@@ -77,6 +78,18 @@ LIMITS = {
     "tol": Range(0, 1e-8, low_open=True),
     "max_sweeps": Range(1),
 }
+
+CHARTS = [
+    Chart("Value iteration: Bellman residual per sweep", y=("vi/bellman_residual",), log_y=True,
+          x_label="sweep", y_label="max |V_k+1 - V_k|",
+          look_for="A straight line on the log scale: every sweep shrinks the error by a factor of about gamma."),
+    Chart("The discount sets the horizon", table="gamma_sweep", x="gamma", y=("expected_steps",),
+          reference=("horizon_1/(1-gamma)",), log_y=True, x_label="gamma", y_label="steps",
+          look_for="Once the horizon 1/(1-gamma) reaches the far exit, the episode gets longer: the planner looks further."),
+    Chart("Which exit the greedy policy takes", table="gamma_sweep", x="gamma", y=("P(end a)", "P(end b)"),
+          x_label="gamma", y_label="probability from the start",
+          look_for="Small gamma settles for the near +1 exit; past a threshold the far +10 exit wins."),
+]
 
 
 # -- the MDP --------------------------------------------------------------------------------

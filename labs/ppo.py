@@ -40,6 +40,7 @@ from labs import _tinylm as tl
 from labs import sft
 from labs._runtime import LabFailure, Range
 from labs.gae import compute_gae
+from labs.protocol import Chart
 
 RewardFn = Callable[[Sequence[tl.Problem], torch.Tensor], torch.Tensor]
 
@@ -87,6 +88,18 @@ LIMITS = {
 
 TOY = {"sft_preset": "toy", "iterations": 80, "prompts_per_iter": 64, "minibatches": 1, "eval_every": 20,
        "eval_problems": 500, "big_iterations": 8}
+
+CHARTS = [
+    Chart("PPO: reward and held-out score", y=("charts/reward", "eval/gold_score"),
+          x_label="iteration", y_label="reward (the verifier: 0 or 1)",
+          look_for="The batch reward and the held-out gold score rise together from the SFT policy's level."),
+    Chart("PPO: KL to the reference and clip fraction", y=("charts/kl", "charts/clip_fraction"),
+          x_label="iteration", y_label="nats / fraction",
+          look_for="KL grows slowly and the clip fraction stays small: each update stays near the sampling policy."),
+    Chart("Large steps, clipped then unclipped", y=("large_steps/clipped_approx_kl", "large_steps/unclipped_approx_kl"),
+          log_y=True, x_label="iteration (clipped run, then unclipped run)", y_label="approx KL per update",
+          look_for="Without the clip the same steps move the policy much further from where its samples came from."),
+]
 
 
 # -- the losses -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import json
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,11 @@ class Chart:
 
 class ProtocolError(ValueError):
     """A line that is not a well-formed event of this protocol."""
+
+
+class NotAnEvent(ProtocolError):
+    """A line that is no event at all (not JSON, not an object, no ``event`` kind), as opposed to
+    an event whose fields are wrong: a lab that prints stray text, say."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,7 @@ def decode(data: dict[str, Any]) -> Event:
     """A decoded JSON object as a typed event; raises :class:`ProtocolError` when it is malformed."""
     kind = data.get("event")
     if not isinstance(kind, str):
-        raise ProtocolError("no 'event' kind")
+        raise NotAnEvent("no 'event' kind")
     try:
         if kind == "start":
             config = data.get("config")
@@ -205,10 +210,23 @@ def parse(line: str) -> Event:
     try:
         data = json.loads(line)
     except ValueError as exc:
-        raise ProtocolError("not JSON") from exc
+        raise NotAnEvent("not JSON") from exc
     if not isinstance(data, dict):
-        raise ProtocolError("not a JSON object")
+        raise NotAnEvent("not a JSON object")
     return decode(data)
+
+
+_KINDS: dict[type, str] = {Start: "start", Metric: "metric", Progress: "progress", Log: "log", Table: "table",
+                           Charts: "charts", Summary: "summary", Error: "error"}
+
+
+def encode(event: Event) -> dict[str, Any]:
+    """The JSON object of ``event``: what :func:`decode` reads back (the emitter writes this)."""
+    if isinstance(event, Other):
+        return {**event.data, "event": event.kind}
+    if isinstance(event, Charts):
+        return {"event": "charts", "charts": [chart.to_json() for chart in event.charts]}
+    return {"event": _KINDS[type(event)], **asdict(event)}
 
 
 # -- a run as it unfolds --------------------------------------------------------------------
@@ -269,6 +287,16 @@ class LiveRun:
             self.headline, self.artifacts = event.headline, event.artifacts
         elif isinstance(event, Error):
             self.error = event
+
+    def copy(self) -> "LiveRun":
+        """A snapshot another thread can read while this one keeps being fed."""
+        other = LiveRun(self.lab)
+        other.__dict__.update(self.__dict__)
+        other.config, other.headline = dict(self.config), dict(self.headline) if self.headline is not None else None
+        other.series = {key: list(points) for key, points in self.series.items()}
+        other.tables, other.artifacts = dict(self.tables), list(self.artifacts)
+        other.logs = deque(self.logs, maxlen=LOG_LINES_KEPT)
+        return other
 
     @property
     def succeeded(self) -> bool:
@@ -347,3 +375,13 @@ def fmt_duration(seconds: float | None) -> str:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def format_table(columns: Sequence[Any], rows: Sequence[Sequence[Any]], indent: str = "  ") -> str:
+    """Rows as aligned plain text under a header (a lab's terminal output, the CLI's tables)."""
+    cells = [[fmt_value(c) for c in row] for row in rows]
+    widths = [max([len(str(col))] + [len(r[i]) for r in cells if i < len(r)]) for i, col in enumerate(columns)]
+    lines = [indent + "  ".join(str(c).ljust(w) for c, w in zip(columns, widths)).rstrip(),
+             indent + "  ".join("-" * w for w in widths)]
+    lines += [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from labs import _tinylm as tl
 from labs import ppo, sft
 from labs._runtime import LabFailure, Range
+from labs.protocol import Chart
 
 
 @dataclass
@@ -109,6 +110,15 @@ LIMITS = {
 
 TOY = {"sft_preset": "toy", "rm_pairs": 4000, "rm_heldout_pairs": 400, "rm_steps": 120, "iterations": 40,
        "prompts_per_iter": 64, "minibatches": 1, "eval_every": 10, "eval_problems": 500}
+
+CHARTS = [
+    Chart("Over-optimisation at a small beta (0.02)", x="cued_beta0.02/eval_sqrt_kl",
+          y=("cued_beta0.02/eval_proxy", "cued_beta0.02/eval_gold"), x_label="sqrt KL to the reference",
+          y_label="reward", look_for="The proxy reward keeps rising with sqrt KL while the gold score stalls or falls."),
+    Chart("A large beta (1) holds the policy near the reference", x="cued_beta1/eval_sqrt_kl",
+          y=("cued_beta1/eval_proxy", "cued_beta1/eval_gold"), x_label="sqrt KL to the reference", y_label="reward",
+          look_for="Less drift (a shorter x range), and less room to exploit the reward model's cue."),
+]
 
 
 # -- stage 2: the reward model --------------------------------------------------------------

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from labs import _tinylm as tl
 from labs._runtime import LabFailure, Range
+from labs.protocol import Chart
 
 
 @dataclass
@@ -75,6 +76,15 @@ LIMITS = {
     "batch_size": Range(1), "lr": Range(0, low_open=True), "warmup_steps": Range(0), "min_lr_ratio": Range(0, 1),
     "grad_clip": Range(0, low_open=True), "eval_every": Range(1), "eval_problems": Range(1), "compare_steps": Range(0),
 }
+
+CHARTS = [
+    Chart("SFT: completion loss, train and held out", y=("losses/train_completion", "losses/heldout"),
+          x_label="step", y_label="nats per completion token",
+          look_for="Both fall together; a held-out loss that turns up while train keeps falling would be overfitting."),
+    Chart("SFT: exact answers and token accuracy", y=("eval/gold_score", "eval/token_accuracy"),
+          x_label="step", y_label="held-out fraction",
+          look_for="Token accuracy rises first; whole answers (gold score) follow once every digit is right."),
+]
 
 # the fields that decide the trained weights (the evaluation fields do not): the checkpoint key
 TRAINING_FIELDS = ("seed", "device", "threads", "digits", "b_digits", "cut_short", "d_model", "n_layers", "n_heads",

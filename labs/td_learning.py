@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from labs._runtime import Emitter, LabFailure, Range
+from labs.protocol import Chart
 
 ENV_ID = "CliffWalking-v1"
 ROWS, COLS = 4, 12
@@ -72,6 +73,16 @@ LIMITS = {"seed": Range(0), "episodes": Range(100), "runs": Range(1), "alpha": R
           "mc_alphas": Range(0, 1, low_open=True, may_be_empty=True)}
 
 TOY = {"runs": 8, "rw_runs": 50}
+
+CHARTS = [
+    Chart("Cliff walk: return per episode", y=("returns/sarsa", "returns/q_learning"),
+          x_label="episode", y_label="sum of rewards (mean over runs)",
+          look_for="SARSA's online return ends above Q-learning's: Q-learning walks the cliff edge and falls while exploring."),
+    Chart("Random walk: TD(0) vs Monte Carlo", y=("random_walk/rms_td_alpha0.05", "random_walk/rms_td_alpha0.1",
+                                                   "random_walk/rms_mc_alpha0.01", "random_walk/rms_mc_alpha0.03"),
+          x_label="episode", y_label="RMS error over the 5 states",
+          look_for="TD(0) lines fall faster and lower than the Monte-Carlo ones at these step sizes."),
+]
 
 
 def make_rng(seed: int, *stream: int) -> random.Random:

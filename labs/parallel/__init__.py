@@ -61,6 +61,6 @@ neighbour, and one ring all-reduce of its own shard (Psi / (tp * pp) numbers) ov
 # config is imported first: it sets OMP_WAIT_POLICY before torch loads (see its OMP_PASSIVE)
 from labs.parallel.config import (LIMITS, OMP_PASSIVE, TOY, Config, bubble_fraction, padded,  # noqa: F401
                                   ring_allreduce_bytes)
-from labs.parallel.lab import run
+from labs.parallel.lab import CHARTS, run
 
-__all__ = ["Config", "LIMITS", "OMP_PASSIVE", "TOY", "run", "bubble_fraction", "padded", "ring_allreduce_bytes"]
+__all__ = ["CHARTS", "Config", "LIMITS", "OMP_PASSIVE", "TOY", "run", "bubble_fraction", "padded", "ring_allreduce_bytes"]

@@ -19,6 +19,13 @@ from labs.parallel.mesh import Mesh, Traffic, launch
 from labs.parallel.pp import run_pp, summarise_pipeline
 from labs.parallel.three_d import run_three_d
 from labs.parallel.tp import run_tp
+from labs.protocol import Chart
+
+CHARTS = [
+    Chart("Pipeline bubble vs micro-batches", y=("pipeline/gpipe_idle", "pipeline/1f1b_idle"),
+          reference=("pipeline/bubble_formula",), x_label="micro-batches m", y_label="idle fraction of a stage",
+          look_for="Both schedules' measured idle time sits on (p-1)/(m+p-1): more micro-batches, a smaller bubble."),
+]
 
 PHASES = ["tp", "pp", "zero", "3d"]
 
@@ -79,10 +86,12 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
                                    "bytes_analytic_per_stage"],
                [[r["schedule"], r["m"], r["idle"], r["bubble"], r["idle_min"], r["idle_spread"], r["idle_wall"],
                  r["peak_live"], r["bytes_sent"], r["bytes_analytic"]] for r in rows])
-    for step, r in enumerate(rows):
-        emit.metric(step, **{f"pipeline/{r['schedule']}_idle": r["idle"], "pipeline/bubble_formula": r["bubble"],
-                             f"pipeline/{r['schedule']}_idle_wall": r["idle_wall"],
-                             f"pipeline/{r['schedule']}_peak_live": max(r["peak_live"])})
+    for r in rows:  # at step m, so the bubble chart's x is the number of micro-batches
+        values = {f"pipeline/{r['schedule']}_idle": r["idle"], f"pipeline/{r['schedule']}_idle_wall": r["idle_wall"],
+                  f"pipeline/{r['schedule']}_peak_live": max(r["peak_live"])}
+        if r["schedule"] == rows[0]["schedule"]:  # the formula once per m
+            values["pipeline/bubble_formula"] = r["bubble"]
+        emit.metric(r["m"], **values)
     timeline_path = out_dir / "pipeline_timelines.json"
     timeline_path.write_text(json.dumps([r["pp"]["runs"] for r in stage_results]))
 

@@ -17,8 +17,10 @@ from typing import Any, Optional
 
 import typer
 
+from labs import protocol
+from labs.protocol import fmt_duration, fmt_value, format_table
 from llmcore_tui.core import labruns
-from llmcore_tui.core.labruns import LabRunError, fmt_duration, fmt_value
+from llmcore_tui.core.labruns import LabRunError
 
 app = typer.Typer(
     help="Run the labs (real algorithms as child processes) and inspect or compare their runs.",
@@ -64,15 +66,6 @@ def _when(ts: float | None) -> str:
     return "—" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
-def _table(columns: list[str], rows: list[list[Any]], indent: str = "  ") -> str:
-    cells = [[fmt_value(c) if not isinstance(c, str) else c for c in row] for row in rows]
-    widths = [max([len(str(col))] + [len(r[i]) for r in cells if i < len(r)]) for i, col in enumerate(columns)]
-    lines = [indent + "  ".join(str(c).ljust(w) for c, w in zip(columns, widths)).rstrip(),
-             indent + "  ".join("-" * w for w in widths)]
-    lines += [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join(lines)
-
-
 # -- list / runs --------------------------------------------------------------------------------
 
 @app.command("list")
@@ -90,7 +83,7 @@ def list_labs(ctx: typer.Context) -> None:
         run = latest.get(info.name)
         last = "never run" if run is None else f"{run.status} {_when(run.started_ts)} ({run.preset}) {run.id}"
         rows.append([str(info.day), info.name, info.title, last])
-    typer.echo(_table(["day", "lab", "title", "last run"], rows, indent=""))
+    typer.echo(format_table(["day", "lab", "title", "last run"], rows, indent=""))
 
 
 @app.command("runs")
@@ -112,26 +105,26 @@ def list_runs(ctx: typer.Context, lab: Optional[str] = typer.Argument(None, help
         return
     rows = [[r.id, r.status, r.preset or "—", _when(r.started_ts), fmt_duration(r.duration_s),
              (r.error or "")[:60]] for r in runs]
-    typer.echo(_table(["run", "status", "preset", "started", "took", "error"], rows, indent=""))
+    typer.echo(format_table(["run", "status", "preset", "started", "took", "error"], rows, indent=""))
 
 
 # -- run ------------------------------------------------------------------------------------------
 
 class _Reporter:
     """What a terminal sees of a run: log lines, tables, and a progress bar (a rich one on a TTY,
-    a line every 10 % otherwise)."""
+    a line every 10 % otherwise). Each event is decoded by ``labs.protocol`` and folded into a
+    :class:`~labs.protocol.LiveRun`; the bar's metrics are read from it."""
 
     def __init__(self, handle: labruns.RunHandle) -> None:
         self.handle = handle
+        self.live = protocol.LiveRun(handle.lab)
         self.early_stderr: list[str] | None = []  # held until the start event: a rejected run says it once
-        self.last: dict[str, list[tuple[int, float | None]]] = {}
-        # the values of the current step: the metric events since the step last changed or a log
-        # line or table announced a new phase. A lab that runs several sub-runs (masked then
-        # unmasked SFT, DPO's beta sweep, which reports progress but no metrics) starts each one
-        # at a new step or with a log line, so a metric of the previous sub-run is never shown
-        # as if it were this one's.
-        self.current: dict[str, float | None] = {}
-        self.current_step: Any = None
+        # the keys of the current step: the metrics since the step last changed or a log line or
+        # table announced a new phase. A lab that runs several sub-runs (masked then unmasked SFT,
+        # DPO's beta sweep, which reports progress but no metrics) starts each one at a new step or
+        # with a log line, so a metric of the previous sub-run is never shown as if it were this one's.
+        self.current: list[str] = []
+        self.current_step: int | None = None
         self.shown_decile = -1
         self.progress = None
         self.task = None
@@ -150,31 +143,39 @@ class _Reporter:
             typer.echo(text, err=err)
 
     def metrics_line(self) -> str:
-        keys = labruns.informative_keys({k: self.last[k] for k in self.current}, 3)
-        return "  ".join(f"{k}={fmt_value(self.current[k])}" for k in keys)
+        recent = {k: self.live.series[k][-20:] for k in self.current}  # enough to tell moving from flat
+        keys = labruns.informative_keys(recent, 3)
+        return "  ".join(f"{k}={fmt_value(self.live.series[k][-1][1])}" for k in keys)
 
-    def event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "start":
+    def event(self, raw: dict[str, Any]) -> None:
+        kind = raw.get("event")
+        if kind == "stderr":
+            if self.early_stderr is not None:
+                self.early_stderr.append(str(raw.get("text", "")))
+            else:
+                self.say(str(raw.get("text", "")), err=True)
+            return
+        if kind == "malformed":
+            self.say(f"not an event: {raw.get('text', '')}", err=True)
+            return
+        if kind == "end":
+            return
+        event = protocol.decode(raw)  # the runner passes on only events that decoded
+        self.live.apply(event)
+        if isinstance(event, protocol.Start):
             handle = self.handle
             self.say(f"lab {handle.lab} (day {handle.info.day}, {handle.preset}) · run {handle.run_id}")
             for line in self.early_stderr or []:
                 self.say(line, err=True)
             self.early_stderr = None
             if self.progress is not None:
-                self.progress.update(self.task, total=event.get("total_steps"))
-        elif kind == "metric":
-            step = event.get("step", 0)
-            if step != self.current_step:
-                self.current, self.current_step = {}, step
-            for key, value in (event.get("values") or {}).items():
-                if isinstance(value, (int, float)) or value is None:
-                    history = self.last.setdefault(key, [])
-                    history.append((event.get("step", 0), value))
-                    del history[:-20]  # enough to tell a moving metric from a flat one
-                    self.current[key] = value
-        elif kind == "progress":
-            done, total = event.get("done", 0), event.get("total")
+                self.progress.update(self.task, total=event.total_steps)
+        elif isinstance(event, protocol.Metric):
+            if event.step != self.current_step:
+                self.current, self.current_step = [], event.step
+            self.current += [k for k in event.values if k not in self.current]
+        elif isinstance(event, protocol.Progress):
+            done, total = self.live.done, self.live.total_steps
             if self.progress is not None:
                 self.progress.update(self.task, completed=done, total=total, metrics=self.metrics_line())
             elif total:
@@ -182,20 +183,12 @@ class _Reporter:
                 if decile > self.shown_decile:
                     self.shown_decile = decile
                     typer.echo(f"  [{100 * done // total:3d}%] {done}/{total}  {self.metrics_line()}".rstrip())
-        elif kind == "log":
-            self.current = {}
-            self.say(str(event.get("text", "")))
-        elif kind == "table":
-            self.current = {}
-            self.say(f"{event.get('name')}:\n" + _table([str(c) for c in event.get("columns") or []],
-                                                        event.get("rows") or []))
-        elif kind == "stderr":
-            if self.early_stderr is not None:
-                self.early_stderr.append(str(event.get("text", "")))
-            else:
-                self.say(str(event.get("text", "")), err=True)
-        elif kind == "malformed":
-            self.say(f"not an event: {event.get('text', '')}", err=True)
+        elif isinstance(event, protocol.Log):
+            self.current = []
+            self.say(event.text)
+        elif isinstance(event, protocol.Table):
+            self.current = []
+            self.say(f"{event.name}:\n" + format_table(event.columns, event.rows))
 
     def close(self) -> None:
         if self.progress is not None:
@@ -237,7 +230,7 @@ def run_lab(
     raise typer.Exit(code)
 
 
-_PROTOCOL = ("start", "metric", "progress", "log", "table", "summary", "error")
+_PROTOCOL = ("start", "charts", "metric", "progress", "log", "table", "summary", "error")
 
 
 def _follow(handle: labruns.RunHandle, as_json: bool) -> int:
@@ -270,7 +263,7 @@ def _report_end(handle: labruns.RunHandle, as_json: bool) -> int:
     typer.echo(f"files: {handle.out_dir}", err=as_json)  # beside the database (labruns.runs_folder)
     if status == "succeeded":
         if not as_json:
-            typer.echo("summary:\n" + _table(["metric", "value"], [[k, v] for k, v in (handle.headline or {}).items()]))
+            typer.echo("summary:\n" + format_table(["metric", "value"], [[k, v] for k, v in (handle.headline or {}).items()]))
         typer.echo(f"run {handle.run_id}: succeeded", err=as_json)
         return 0
     typer.echo(f"run {handle.run_id}: {status}: {handle.error}", err=True)
@@ -310,15 +303,15 @@ def show(ctx: typer.Context, run_id: str = typer.Argument(..., help="a run id, o
     typer.echo(f"files: {run.out_dir}" + ("" if not run.out_dir or Path(run.out_dir).is_dir() else " (no longer there)"))
     typer.echo("config: " + ", ".join(f"{k}={fmt_value(v)}" for k, v in run.config.items()))
     if run.headline:
-        typer.echo("headline:\n" + _table(["metric", "value"], [[k, v] for k, v in run.headline.items()]))
+        typer.echo("headline:\n" + format_table(["metric", "value"], [[k, v] for k, v in run.headline.items()]))
     if metrics:
         rows = []
         for key, series in metrics.items():
             s = labruns.summarize(series)
             rows.append([key, str(s.points), s.first, s.last, s.low, s.high])
-        typer.echo("metrics:\n" + _table(["key", "points", "first", "last", "min", "max"], rows))
+        typer.echo("metrics:\n" + format_table(["key", "points", "first", "last", "min", "max"], rows))
     for table in tables:
-        typer.echo(f"table {table.name}:\n" + _table([str(c) for c in table.columns], table.rows))
+        typer.echo(f"table {table.name}:\n" + format_table([str(c) for c in table.columns], table.rows))
     if run.status != "succeeded" and run.log_tail:
         typer.echo("log tail:\n" + "\n".join("  " + line for line in run.log_tail.splitlines()))
 
@@ -339,4 +332,4 @@ def compare(ctx: typer.Context,
     for title, section in (("headline", result.headline), ("settings that differ", result.config),
                            ("final metrics", result.final)):
         if section:
-            typer.echo(f"{title}:\n" + _table(header, [[k, *v] for k, v in section.items()]))
+            typer.echo(f"{title}:\n" + format_table(header, [[k, *v] for k, v in section.items()]))

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x4C4C4D43  # "LLMC": PRAGMA application_id of every llmcore-tui database
 OUR_TABLES = frozenset({"settings", "srs_items", "reviews", "quiz_attempts", "quiz_sittings", "lab_runs",
                         "lab_metrics", "lab_tables"})
@@ -132,7 +132,13 @@ def _migration_1(db: Any) -> None:
                             not_null={"run_id", "name"})
 
 
-MIGRATIONS: dict[int, Callable[[Any], None]] = {1: _migration_1}
+def _migration_2(db: Any) -> None:
+    """A lab run keeps the charts its lab declared (JSON list of ``labs.protocol.Chart``), so a recorded
+    run is drawn with the same figures as a live one."""
+    db["lab_runs"].add_column("charts_json", str)
+
+
+MIGRATIONS: dict[int, Callable[[Any], None]] = {1: _migration_1, 2: _migration_2}
 
 
 class Store:
