@@ -88,7 +88,7 @@ def check(ctx: typer.Context,
 
 def _counts_by_file(cards: list, questions: list) -> None:
     """One line per content file: what a topic adds, core cards apart from advanced ones."""
-    from llmcore_tui.core.course import ADVANCED_TAG
+    from llmcore_tui.core.content import ADVANCED_TAG
 
     rows: dict[str, list[int]] = {}
     for card in cards:

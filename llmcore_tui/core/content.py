@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator
 LANGS = ("en", "zh")
 SECTIONS = tuple(f"{side}.{lang}" for lang in LANGS for side in ("front", "back"))
 CARD_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-CACHE_VERSION = 4  # 3: problems from section checks, fences and undecodable lines; 4: glossary rule
+CACHE_VERSION = 5  # 3: problems from section checks, fences and undecodable lines; 4: glossary rule; 5: advanced ids
 
 
 @dataclass(frozen=True, order=True)
@@ -34,6 +34,9 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.message}"
+
+
+ADVANCED_TAG = "advanced"  # a card beyond its day's core: introduced after every core card, never required
 
 
 @dataclass(frozen=True)
@@ -335,13 +338,21 @@ class DeckSummary:
     totals: dict[str, int]  # module -> number of valid cards
     titles: dict[str, dict[str, str]]
     problems: int
+    advanced: dict[str, list[str]] = field(default_factory=dict)  # module -> ids of its advanced cards
 
     @classmethod
     def of(cls, deck: Deck) -> "DeckSummary":
         totals: dict[str, int] = {}
+        advanced: dict[str, list[str]] = {}
         for card in deck.cards:
             totals[card.module] = totals.get(card.module, 0) + 1
-        return cls(totals, deck.titles, len(deck.problems))
+            if ADVANCED_TAG in card.tags:
+                advanced.setdefault(card.module, []).append(card.id)
+        return cls(totals, deck.titles, len(deck.problems), advanced)
+
+    def core_total(self, module: str) -> int:
+        """Cards of ``module`` a learner must have met to finish its day (the advanced ones are extra)."""
+        return self.totals.get(module, 0) - len(self.advanced.get(module, ()))
 
 
 def load_summary(directory: Path, module_days: dict[str, int] | None = None, cache_dir: Path | None = None) -> DeckSummary:
@@ -350,14 +361,17 @@ def load_summary(directory: Path, module_days: dict[str, int] | None = None, cac
         files = card_files(directory) if directory.is_dir() else []
         try:
             data = json.loads((cache_dir / f"summary-{_cache_key(files, module_days)}.json").read_text(encoding="utf-8"))
-            return DeckSummary(data["totals"], data["titles"], data["problems"])
+            return DeckSummary(data["totals"], data["titles"], data["problems"], data["advanced"])
         except (OSError, ValueError, KeyError, TypeError):
             pass
     return DeckSummary.of(load_deck(directory, module_days, cache_dir))
 
 
 def card_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.md") if p.name.lower() not in ("readme.md", "glossary.md"))
+    """Card files by name stem: ``08-grpo.md`` before ``08-grpo-descendants.md`` (a module's own
+    file first, then its topics), which is the order new cards are introduced in."""
+    return sorted((p for p in directory.glob("*.md") if p.name.lower() not in ("readme.md", "glossary.md")),
+                  key=lambda p: p.stem)
 
 
 def load_deck(directory: Path, module_days: dict[str, int] | None = None, cache_dir: Path | None = None) -> Deck:

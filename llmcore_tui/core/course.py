@@ -13,14 +13,11 @@ from typing import Any
 
 from llmcore_tui.core import roadmap
 from llmcore_tui.core.clock import Clock, day_bounds, local_zone, study_date
-from llmcore_tui.core.content import Deck, DeckSummary, load_deck, load_summary
+from llmcore_tui.core.content import ADVANCED_TAG, Deck, DeckSummary, load_deck, load_summary
 from llmcore_tui.core.roadmap import Criterion, DayStatus
 from llmcore_tui.core.settings import Settings
 from llmcore_tui.core.srs import NewItem, ReviewQueue, Srs, introduced_ids, introduced_since
 from llmcore_tui.core.store import Store
-
-
-ADVANCED_TAG = "advanced"  # a card beyond the day's core: introduced after the day's core cards
 
 
 @dataclass
@@ -112,11 +109,12 @@ class Course:
         return self._srs
 
     def new_items(self, unlocked: set[int], introduced: set[str] | None = None) -> list[NewItem]:
-        """Cards of unlocked days never reviewed, in curriculum order: by day, a day's core cards
-        before its advanced ones (tag ``advanced``), then file order."""
+        """Cards of unlocked days never reviewed, in curriculum order: every core card by day, then
+        the advanced ones (tag ``advanced``) by day, file order within a day. Advanced cards come
+        after the core ones so that they never hold back the next day's core."""
         introduced = introduced_ids(self.store) if introduced is None else introduced
         cards = [c for c in self.deck.cards if c.day in unlocked and c.id not in introduced]
-        cards.sort(key=lambda c: (c.day, ADVANCED_TAG in c.tags))  # stable: keeps file order otherwise
+        cards.sort(key=lambda c: (ADVANCED_TAG in c.tags, c.day))  # stable: keeps file order otherwise
         return [NewItem(c.id, "card", c.module, c.day) for c in cards]
 
     def new_left_today(self) -> int:
@@ -137,6 +135,16 @@ class Course:
             (now,),
         ).fetchall()
         return {m: (int(n), int(d)) for m, n, d in rows}
+
+    def advanced_introduced(self) -> dict[str, int]:
+        """Per module, how many of its advanced cards have been introduced."""
+        ids = [i for module_ids in self.summary.advanced.values() for i in module_ids]
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.store.conn.execute(
+            f"SELECT module, count(*) FROM srs_items WHERE kind = 'card' AND item_id IN ({marks}) GROUP BY module", ids)
+        return {m: int(n) for m, n in rows}
 
     def _labs_passed(self) -> set[str]:
         return {r[0] for r in self.store.conn.execute("SELECT DISTINCT lab FROM lab_runs WHERE status = 'succeeded'")}
@@ -179,6 +187,7 @@ class Course:
         now = self.now()
         counts = self.module_counts(now) if counts is None else counts
         totals = self.summary.totals
+        advanced_in = self.advanced_introduced()
         labs_passed = self._labs_passed()
         quizzes_passed = self.quizzes_passed()
         quiz_modules = self.quiz_modules()
@@ -194,7 +203,12 @@ class Course:
             introduced, due = counts.get(day.module, (0, 0))
             title = day.title["en"]
             if total:
-                criteria.append(Criterion("cards", introduced >= total, f"{min(introduced, total)}/{total} {title} cards introduced"))
+                core = self.summary.core_total(day.module)
+                extra = total - core
+                extra_in = advanced_in.get(day.module, 0)
+                core_in = min(introduced - extra_in, core)
+                detail = f"{core_in}/{core} {title} cards introduced" + (f" (+{extra_in}/{extra} advanced)" if extra else "")
+                criteria.append(Criterion("cards", core_in >= core, detail))
                 if done_on is None:  # old cards falling due later do not reopen a completed day
                     criteria.append(Criterion("reviews", due == 0, f"no {title} reviews due" if due == 0
                                               else f"{due} {title} review{'s' if due != 1 else ''} due"))

@@ -72,18 +72,25 @@ def plural(n: int, word: str) -> str:
 
 
 def new_card_split(course: "Course", unlocked: set[int], introduced: dict[str, int], n: int) -> list[tuple[str, int]]:
-    """Which modules the next ``n`` new cards come from: curriculum order, day by day."""
+    """Which modules the next ``n`` new cards come from, in the order ``Course.new_items`` gives
+    them: every unlocked day's core cards, day by day, then the advanced ones."""
+    summary = course.summary
+    advanced_in = course.advanced_introduced() if summary.advanced else {}
     out = []
-    for day in roadmap.DAYS:
-        if n <= 0:
-            break
-        if day.number not in unlocked:
-            continue
-        left = max(0, course.summary.totals.get(day.module, 0) - introduced.get(day.module, 0))
-        take = min(left, n)
-        if take:
-            out.append((day.title["en"], take))
-            n -= take
+    for advanced in (False, True):
+        for day in roadmap.DAYS:
+            if n <= 0 or day.number not in unlocked:
+                continue
+            module, extra_in = day.module, advanced_in.get(day.module, 0)
+            core_in = introduced.get(module, 0) - extra_in
+            if advanced:
+                left = len(summary.advanced.get(module, ())) - extra_in
+            else:
+                left = summary.core_total(module) - core_in
+            take = min(max(0, left), n)
+            if take:
+                out.append((day.title["en"] + (" advanced" if advanced else ""), take))
+                n -= take
     return out
 
 

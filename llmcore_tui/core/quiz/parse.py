@@ -22,7 +22,8 @@ def module_days() -> dict[str, int]:
 
 
 def quiz_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.md") if p.name.lower() != "readme.md")
+    """Quiz files by name stem, so a module's own file (its pass mark) precedes its topic files."""
+    return sorted((p for p in directory.glob("*.md") if p.name.lower() != "readme.md"), key=lambda p: p.stem)
 
 
 def load_bank(directory: Path, modules: dict[str, int] | None = None) -> QuizBank:
