@@ -8,7 +8,8 @@ A lab test declares its headline properties as ``CLAIMS`` (and, if its run needs
         Claim("tiled vs naive max |diff|", "max_abs_diff", "<", 1e-5, null=None),
     ]
 
-and checks them with ``check_claims(CLAIMS, LabResult.of(events))``. ``benchmarks/robust.py``
+and checks them with ``check_claims(CLAIMS, LabResult.of(events))``, which also fails when the lab
+declares no ``CHARTS`` or a chart reads a series the run never emitted. ``benchmarks/robust.py``
 runs the same toy over seeds 0-2 and 1-2 torch threads and reports, per claim, the worst value
 and its margin to the threshold. The rule the thresholds are set by: the worst grid value clears
 the threshold by at least a quarter of the effect, where the effect is the median's distance
@@ -24,17 +25,21 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence, Union
 
+from labs.protocol import LiveRun, decode
+
 MARGIN_FRACTION = 0.25
 
 
 @dataclass
 class LabResult:
-    """One run's events, decoded for claims: headline, config, tables as lists of row dicts, metric series."""
+    """One run's events, decoded by ``labs.protocol`` for claims: headline, config, tables as lists of
+    row dicts, metric series, and the whole :class:`~labs.protocol.LiveRun` (its charts included)."""
 
     headline: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    live: LiveRun = field(default_factory=LiveRun)
 
     @property
     def h(self) -> dict[str, Any]:
@@ -45,20 +50,21 @@ class LabResult:
 
     @classmethod
     def of(cls, events: Sequence[dict[str, Any]]) -> "LabResult":
-        result = cls(headline={})
+        live = LiveRun()
         for event in events:
-            kind = event.get("event")
-            if kind == "summary":
-                result.headline = dict(event["headline"])
-            elif kind == "start":
-                result.config = dict(event.get("config") or {})
-            elif kind == "table":
-                result.tables[event["name"]] = [dict(zip(event["columns"], row)) for row in event["rows"]]
-            elif kind == "metric":
-                for key, value in event["values"].items():
-                    if isinstance(value, (int, float)):
-                        result.metrics.setdefault(key, []).append((event["step"], float(value)))
-        return result
+            live.apply(decode(event))
+        return cls(headline=dict(live.headline or {}), config=dict(live.config),
+                   tables={name: [dict(zip(t.columns, row)) for row in t.rows] for name, t in live.tables.items()},
+                   metrics={key: [(step, v) for step, v in points if v is not None]
+                            for key, points in live.series.items()},
+                   live=live)
+
+
+def chart_problems(result: LabResult) -> list[str]:
+    """Why the run's declared charts could not be drawn from what it emitted (none: they can)."""
+    if not result.live.charts:
+        return ["the lab declares no CHARTS (labs/protocol.py: the figures its day is about)"]
+    return [f"chart series never emitted: {name}" for name in result.live.missing_series()]
 
 
 Measure = Union[str, Callable[[LabResult], float]]
@@ -101,8 +107,9 @@ class Claim:
 
 
 def check_claims(claims: Sequence[Claim], result: LabResult) -> None:
-    """Assert every claim on one run; the message lists each failing claim with its value."""
-    failures = []
+    """Assert every claim on one run, and that its declared charts are drawn from series it really
+    emitted; the message lists each failing claim with its value."""
+    failures = chart_problems(result)
     for claim in claims:
         try:
             value = claim.value(result)

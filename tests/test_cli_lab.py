@@ -75,6 +75,7 @@ def test_json_passes_the_event_stream_through(db):
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[0]["event"] == "start" and events[-1]["event"] == "summary"
+    assert events[1]["event"] == "charts" and events[1]["charts"][0]["title"] == "Loss per step"
     assert sum(e["event"] == "metric" for e in events) == 10
     assert "succeeded" in result.stderr
 
@@ -126,6 +127,7 @@ def test_show_prints_config_headline_metrics_and_the_log_of_a_failure(db):
 
     data = json.loads(invoke(db, "show", ok["id"], "--json").stdout)
     assert data["run"]["headline"]["final_return"] == 100.0 and len(data["metrics"]["losses/loss"]) == 10
+    assert [c["title"] for c in data["run"]["charts"]] == ["Loss per step", "Return against accuracy", "The sweep"]
 
     result = invoke(db, "show", "nope")
     assert result.exit_code == 2 and "no lab run 'nope'" in result.stderr

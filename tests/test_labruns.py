@@ -134,6 +134,46 @@ def test_malformed_output_fails_the_run(runner, store):
     assert run.error == "the lab printed a line that is not a JSON event: this line is not JSON"
 
 
+def test_a_malformed_event_is_recorded_and_the_run_goes_on_to_fail_at_its_end(runner, store):
+    handle = run_fake(runner, "mode=badevent")
+    run = labruns.get_run(store, handle.run_id)
+    assert run.status == "failed" and run.exit_code == 0
+    assert run.error == ("the lab printed a line that is not a JSON event: "
+                         '{"event": "metric", "step": 2, "values": {"losses/speed": "fast"}} '
+                         "(metric value 'fast' is not a number)")
+    assert len(labruns.run_metrics(store, handle.run_id)["losses/loss"]) == 10  # it ran to the end
+    assert run.headline is not None and "[not an event]" in run.log_tail
+
+
+def test_the_declared_charts_are_recorded_and_the_run_loads_back_as_a_live_run(runner, store):
+    handle = run_fake(runner)
+    live = labruns.load_run(store, handle.run_id)
+    assert [c.title for c in live.charts] == ["Loss per step", "Return against accuracy", "The sweep"]
+    assert live.charts[0].log_y and live.charts[2].reference == ("x",)
+    assert live.missing_series() == [] and live.succeeded
+    assert live.config["steps"] == 10 and live.headline == {"final_return": 100.0, "steps": 10, "solved": True}
+    loss, = live.chart_lines(live.charts[0])
+    assert loss.xs == [float(s) for s in range(1, 11)] and loss.ys[0] == 1.0
+    ret, = live.chart_lines(live.charts[1])  # return paired with accuracy by step
+    assert ret.xs[:2] == [0.1, 0.2] and ret.ys[:2] == [1.0, 4.0]
+    sweep, ref = live.chart_lines(live.charts[2])
+    assert (sweep.xs, sweep.ys, ref.reference) == ([1.0, 2.0], [2.0, 4.0], True)
+    assert "done: all steps ran" in live.logs and live.error is None
+    # what the running handle showed is what was recorded
+    shown = handle.live
+    assert shown.charts == live.charts and shown.series == live.series and shown.done == 10
+    with pytest.raises(LookupError):
+        labruns.load_run(store, "no-such-run")
+
+
+def test_a_run_without_charts_and_a_failed_run_load_back_too(runner, store):
+    plain = labruns.load_run(store, run_fake(runner, "charts=0").run_id)
+    assert plain.charts == () and plain.succeeded
+    failed = labruns.load_run(store, run_fake(runner, "mode=error").run_id)
+    assert failed.error.message == "LabFailure: the fake lab gave up" and not failed.succeeded
+    assert len(failed.charts) == 3 and failed.series["losses/loss"][-1] == (3, 1 / 3)
+
+
 def test_an_exit_without_summary_fails_the_run(runner, store):
     handle = run_fake(runner, "mode=nosummary")
     assert (handle.status, handle.error) == ("failed", "the lab ended without a summary")

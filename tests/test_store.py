@@ -41,6 +41,25 @@ def test_migration_from_an_empty_version_zero_file(tmp_path):
     store.close()
 
 
+def test_a_version_one_database_gains_the_lab_runs_charts_and_keeps_its_runs(tmp_path):
+    import sqlite_utils
+
+    from llmcore_tui.core.store import MIGRATIONS
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    MIGRATIONS[1](sqlite_utils.Database(conn))  # the schema as version 1 left it
+    conn.execute("INSERT INTO lab_runs(id, lab, status, started_ts) VALUES ('mdp-1', 'mdp', 'succeeded', 1.0)")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.query("SELECT id, charts_json FROM lab_runs") == [{"id": "mdp-1", "charts_json": None}]
+    store.close()
+
+
 def test_newer_database_is_refused_and_left_untouched(tmp_path):
     path = tmp_path / "p.db"
     conn = sqlite3.connect(path)

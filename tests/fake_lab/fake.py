@@ -3,11 +3,12 @@
     python tests/fake_lab/fake.py NAME [--toy] [--seed N] [--set k=v ...] [--json] [--out DIR]
 
 Settings (``--set``):
-    mode=succeed|crash|error|malformed|nosummary|hang   what the run does (default succeed)
+    mode=succeed|crash|error|malformed|badevent|nosummary|hang   what the run does (default succeed)
     steps=N            metric steps (default 20; the toy preset uses 10)
     delay=SECONDS      pause after each step (default 0)
     grandchild=1       spawn a sleeping grandchild first and log its pid ("grandchild PID")
     ignore_term=1      ignore SIGTERM (the grandchild inherits it): only SIGKILL ends the run
+    charts=0           declare no charts (by default the run sends CHARTS right after its start)
 
 Settings may also come from the environment, ``FAKE_LAB_SET="mode=hang,delay=0.05"`` (before the
 ``--set`` ones): how the TUI tests choose a mode, since the Labs screen passes no ``--set``.
@@ -28,7 +29,15 @@ import sys
 import time
 from pathlib import Path
 
-MODES = ("succeed", "crash", "error", "malformed", "nosummary", "hang")
+MODES = ("succeed", "crash", "error", "malformed", "badevent", "nosummary", "hang")
+# the figures the fake lab declares: a metric series on a log axis, a table's columns with a reference
+CHARTS = [
+    {"title": "Loss per step", "y": ["losses/loss"], "log_y": True, "look_for": "It falls as 1/step."},
+    {"title": "Return against accuracy", "x": "eval/accuracy", "y": ["charts/return"],
+     "look_for": "Return grows with accuracy."},
+    {"title": "The sweep", "table": "sweep", "x": "x", "y": ["y"], "reference": ["x"],
+     "look_for": "y is twice x."},
+]
 
 
 def emit(event: dict) -> None:
@@ -47,7 +56,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     cfg = {"mode": "succeed", "steps": 10 if args.toy else 20, "delay": 0.0, "grandchild": 0, "ignore_term": 0,
-           "seed": args.seed}
+           "charts": 1, "seed": args.seed}
     from_env = [a for a in os.environ.get("FAKE_LAB_SET", "").split(",") if a.strip()]
     for assignment in from_env + args.assignments:
         key, _, raw = assignment.partition("=")
@@ -82,6 +91,8 @@ def main(argv: list[str]) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     steps, mode = cfg["steps"], cfg["mode"]
     emit({"event": "start", "lab": args.name, "config": cfg, "total_steps": steps})
+    if cfg["charts"]:
+        emit({"event": "charts", "charts": CHARTS})
     emit({"event": "log", "text": f"pid {os.getpid()}"})
     if cfg["grandchild"]:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
@@ -97,6 +108,8 @@ def main(argv: list[str]) -> int:
         emit({"event": "progress", "done": min(step, steps), "total": steps})
         if mode == "malformed" and step == 2:
             print("this line is not JSON", flush=True)
+        if mode == "badevent" and step == 2:  # JSON, and an event, but not a well-formed one
+            emit({"event": "metric", "step": step, "values": {"losses/speed": "fast"}})
         if mode == "crash" and step == 3:
             raise RuntimeError("the fake lab crashed on purpose")
         if mode == "error" and step == 3:
