@@ -42,18 +42,17 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
+from labs._memory import MemoryTracker
 from labs._runtime import Emitter, LabFailure, Range
 from labs._tinylm import cpu_threads
+from labs.protocol import Chart
 
 
 @dataclass
@@ -90,6 +89,18 @@ LIMITS = {"d_model": Range(1), "n_heads": Range(1), "kv_heads": Range(1), "n_lay
 
 TOY = {"d_model": 256, "n_layers": 2, "vocab": 256, "prompt_len": 256, "decode_tokens": 64,
        "seq_lens": (256, 512, 1024), "block_q": 64, "block_k": 64, "cache_compare_tokens": 160}
+
+CHARTS = [
+    Chart("Peak memory, naive vs tiled attention", y=("memory/naive_peak_bytes", "memory/tiled_peak_bytes"),
+          log_x=True, log_y=True, x_label="sequence length", y_label="peak bytes",
+          look_for="Naive grows as T^2 (slope 2 here), tiled about linearly: the score matrix is never built."),
+    Chart("KV cache vs KV heads", table="kv_heads", x="kv_heads", y=("kv_bytes_measured",),
+          reference=("kv_bytes_formula",), x_label="KV heads", y_label="bytes",
+          look_for="The measured cache sits on the formula 2 L h_kv d T b: fewer KV heads, a smaller cache."),
+    Chart("Decoding with and without the KV cache", table="decode_cost", x="token_index",
+          y=("step_ms_with_cache", "step_ms_without_cache"), x_label="token", y_label="ms per step",
+          look_for="Without the cache each step recomputes the whole prefix and slows down; with it the cost stays flat."),
+]
 
 
 # -- attention, two ways -------------------------------------------------------------------
@@ -132,47 +143,6 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_q: 
             m = m_new
         out[..., i0:i0 + rows, :] = acc / l
     return out
-
-
-class MemoryTracker(TorchDispatchMode):
-    """Peak bytes of the tensors allocated inside the ``with`` block (inputs not counted), and the
-    largest single allocation. A storage is counted once, however many views share it, and is
-    released when the last tensor using it is freed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self.largest = 0
-        self._owned: dict[int, list[int]] = {}  # storage address -> [bytes, tensors using it]
-
-    def _release(self, key: int) -> None:
-        entry = self._owned.get(key)
-        if entry is not None:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self.live -= entry[0]
-                del self._owned[key]
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
-        for t in tree_leaves(out):
-            if not isinstance(t, torch.Tensor):
-                continue
-            key = t.untyped_storage().data_ptr()
-            if key in self._owned:  # a view (or in-place result) of a storage made in here
-                self._owned[key][1] += 1
-            elif key in inputs:  # a view of something made outside: not ours
-                continue
-            else:
-                size = t.untyped_storage().nbytes()
-                self._owned[key] = [size, 1]
-                self.live += size
-                self.peak = max(self.peak, self.live)
-                self.largest = max(self.largest, size)
-            weakref.finalize(t, self._release, key)
-        return out
 
 
 # -- a small decoder with grouped-query attention and a KV cache ---------------------------
