@@ -119,6 +119,7 @@ def test_show_prints_config_headline_metrics_and_the_log_of_a_failure(db):
     assert "final_return  100" in out
     assert any(line.split()[:4] == ["charts/return", "10", "1", "100"] for line in out.splitlines())
     assert "table sweep:" in out and "log tail:" not in out
+    assert "charts:\n  Loss per step: It falls as 1/step." in out
 
     result = invoke(db, "show", bad["id"][:-1])  # an unambiguous start of the id is enough
     assert result.exit_code == 0

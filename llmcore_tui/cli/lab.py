@@ -19,7 +19,7 @@ import typer
 
 from labs import protocol
 from labs.protocol import fmt_duration, fmt_value, format_table
-from llmcore_tui.core import labruns
+from llmcore_tui.core import labhistory, labruns
 from llmcore_tui.core.labruns import LabRunError
 
 app = typer.Typer(
@@ -75,7 +75,7 @@ def list_labs(ctx: typer.Context) -> None:
 
     store = _store(ctx)
     try:
-        latest = labruns.latest_runs(store)
+        latest = labhistory.latest_runs(store)
     finally:
         store.close()
     rows = []
@@ -97,7 +97,7 @@ def list_runs(ctx: typer.Context, lab: Optional[str] = typer.Argument(None, help
             raise _fail(str(exc), EXIT_USAGE) from None
     store = _store(ctx)
     try:
-        runs = labruns.list_runs(store, lab, limit)
+        runs = labhistory.list_runs(store, lab, limit)
     finally:
         store.close()
     if not runs:
@@ -144,7 +144,7 @@ class _Reporter:
 
     def metrics_line(self) -> str:
         recent = {k: self.live.series[k][-20:] for k in self.current}  # enough to tell moving from flat
-        keys = labruns.informative_keys(recent, 3)
+        keys = labhistory.informative_keys(recent, 3)
         return "  ".join(f"{k}={fmt_value(self.live.series[k][-1][1])}" for k in keys)
 
     def event(self, raw: dict[str, Any]) -> None:
@@ -272,9 +272,9 @@ def _report_end(handle: labruns.RunHandle, as_json: bool) -> int:
 
 # -- show / compare ---------------------------------------------------------------------------------
 
-def _find(store, ref: str) -> labruns.RunRecord:
+def _find(store, ref: str) -> labhistory.RunRecord:
     try:
-        return labruns.find_run(store, ref)
+        return labhistory.find_run(store, ref)
     except LookupError as exc:
         store.close()
         raise _fail(str(exc.args[0]), EXIT_USAGE) from None
@@ -287,8 +287,8 @@ def show(ctx: typer.Context, run_id: str = typer.Argument(..., help="a run id, o
     store = _store(ctx)
     try:
         run = _find(store, run_id)
-        metrics = labruns.run_metrics(store, run.id)
-        tables = labruns.run_tables(store, run.id)
+        metrics = labhistory.run_metrics(store, run.id)
+        tables = labhistory.run_tables(store, run.id)
     finally:
         store.close()
     if as_json:
@@ -307,11 +307,13 @@ def show(ctx: typer.Context, run_id: str = typer.Argument(..., help="a run id, o
     if metrics:
         rows = []
         for key, series in metrics.items():
-            s = labruns.summarize(series)
+            s = labhistory.summarize(series)
             rows.append([key, str(s.points), s.first, s.last, s.low, s.high])
         typer.echo("metrics:\n" + format_table(["key", "points", "first", "last", "min", "max"], rows))
     for table in tables:
         typer.echo(f"table {table.name}:\n" + format_table([str(c) for c in table.columns], table.rows))
+    if run.charts:  # the figures the lab declared: what to look for in them
+        typer.echo("charts:\n" + "\n".join(f"  {c.title}: {c.look_for}".rstrip(": ") for c in run.charts))
     if run.status != "succeeded" and run.log_tail:
         typer.echo("log tail:\n" + "\n".join("  " + line for line in run.log_tail.splitlines()))
 
@@ -325,7 +327,7 @@ def compare(ctx: typer.Context,
     store = _store(ctx)
     try:
         ids = [_find(store, ref).id for ref in run_ids]
-        result = labruns.compare(store, ids)
+        result = labhistory.compare(store, ids)
     finally:
         store.close()
     header = ["", *[f"{r.id} ({r.status})" for r in result.runs]]

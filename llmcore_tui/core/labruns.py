@@ -52,9 +52,9 @@ from typing import Any
 from labs import protocol
 from labs.protocol import fmt_duration, fmt_value  # noqa: F401  (old import path, until the screens switch)
 from labs.registry import BY_NAME, LABS, LabInfo
-from llmcore_tui.core.labhistory import (  # noqa: F401  (the names callers know from here)
-    FINISHED, Comparison, LabTable, RunRecord, SeriesSummary, compare, find_run, get_run, informative_keys,
-    latest_runs, list_runs, load_run, run_metrics, run_tables, summarize)
+from llmcore_tui.core.labhistory import (  # noqa: F401  (names the screens, brief and smoke import from here)
+    Comparison, RunRecord, compare, find_run, get_run, informative_keys, latest_runs, list_runs, load_run,
+    run_metrics, run_tables)
 from llmcore_tui.core.labrecorder import FLUSH_SECONDS, INTERRUPTED, RunRecorder, mark_stale  # noqa: F401
 from llmcore_tui.core.store import ReadOnlyStoreError, Store
 
