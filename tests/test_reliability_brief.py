@@ -132,23 +132,16 @@ def test_hostile_fields_never_become_html_in_the_markdown_brief(hostile):
         _check_markdown(B.render_markdown(B.build_brief(hostile, lang)))
 
 
-def _hostile_charts(monkeypatch):
+def test_hostile_declared_charts_never_become_html(hostile):
     """The mdp run declares charts whose title, look-for line, axis names and series are hostile."""
-    from labs.protocol import Chart, Charts, LiveRun, Metric, Table
-    from llmcore_tui.core import labruns
+    from labs.protocol import Chart, Charts, Metric, Start, Summary, Table
+    from tests.test_brief_figures import record_run
 
-    live = LiveRun("mdp")
-    live.apply(Charts((Chart(f"T {HOSTILE}", y=(f"eval/{SHORT}",), log_y=True, x_label=IMG, y_label=MATH,
-                             look_for=HOSTILE),
-                       Chart(SHORT, y=("y",), x=SHORT, table=SHORT, reference=(IMG,), look_for=LINK))))
-    for k in range(1, 6):
-        live.apply(Metric(k, {f"eval/{SHORT}": 10.0 ** k}))
-    live.apply(Table(SHORT, [SHORT, "y", IMG], [[1, 2, 3], [2, 3, 4]]))
-    monkeypatch.setattr(labruns, "load_run", lambda store, run_id: live)
-
-
-def test_hostile_declared_charts_never_become_html(hostile, monkeypatch):
-    _hostile_charts(monkeypatch)
+    charts = (Chart(f"T {HOSTILE}", y=(f"eval/{SHORT}",), log_y=True, x_label=IMG, y_label=MATH, look_for=HOSTILE),
+              Chart(SHORT, y=("y",), x=SHORT, table=SHORT, reference=(IMG,), look_for=LINK))
+    events = [Start("mdp", {}, 5), Charts(charts), *(Metric(k, {f"eval/{SHORT}": 10.0 ** k}) for k in range(1, 6)),
+              Table(SHORT, [SHORT, "y", IMG], [[1, 2, 3], [2, 3, 4]]), Summary({SHORT: HOSTILE}, [])]
+    record_run(hostile, f"mdp-{SHORT}-charts", events)
     brief = B.build_brief(hostile, "en")
     assert [len(ev.figures) for mb in brief.modules for ev in mb.labs if ev.lab == "mdp"] == [2]
     _check_html(B.render_html(brief, mathml=True))

@@ -1,7 +1,7 @@
 """Everything the brief shows, read once from the course: its store, deck and roadmap.
 
 Numbers come from where the app computes them (``stats`` for mastery, reviews and the weakest
-cards; ``course`` for day statuses and passed quizzes; ``labruns`` for runs), so the brief and
+cards; ``course`` for day statuses and passed quizzes; ``labhistory`` for runs), so the brief and
 the screens cannot disagree.
 """
 
@@ -21,7 +21,7 @@ from llmcore_tui.core.clock import day_bounds, study_date
 
 if TYPE_CHECKING:
     from llmcore_tui.core.course import Course
-    from llmcore_tui.core.labruns import RunRecord
+    from llmcore_tui.core.labhistory import RunRecord
     from llmcore_tui.core.stats import ModuleMastery
 
 
@@ -109,7 +109,7 @@ def _quiz_extras(course: "Course", mastery: list["ModuleMastery"]) -> dict[str, 
 
 def build_brief(course: "Course", lang: str = "en", now: float | None = None, weakest: int = WEAKEST) -> Brief:
     """Everything the brief shows, read from the course's store and deck."""
-    from llmcore_tui.core import labruns, stats
+    from llmcore_tui.core import labhistory, stats
     from labs.registry import labs_for_day
 
     if lang not in LANGS:
@@ -122,8 +122,8 @@ def build_brief(course: "Course", lang: str = "en", now: float | None = None, we
     extras = _quiz_extras(course, mastery_list)
     statuses = {s.day.number: s for s in course.day_statuses()}
     quiz_modules = course.quiz_modules()
-    runs = labruns.list_runs(course.store)
-    runs_by_lab: dict[str, list[labruns.RunRecord]] = {}
+    runs = labhistory.list_runs(course.store)
+    runs_by_lab: dict[str, list[RunRecord]] = {}
     for run in runs:  # newest first
         runs_by_lab.setdefault(run.lab, []).append(run)
     study = course.study_date(now)

@@ -15,7 +15,7 @@ from llmcore_tui.core.brief.model import MAX_CURVE_POINTS, MAX_CURVES, MAX_HEADL
 
 if TYPE_CHECKING:
     from labs.protocol import LiveRun
-    from llmcore_tui.core.labruns import RunRecord
+    from llmcore_tui.core.labhistory import RunRecord
 
 
 def series_curve(key: str, series: Sequence[tuple[Any, float | None]], reference: bool = False) -> Curve:
@@ -33,10 +33,10 @@ def series_curve(key: str, series: Sequence[tuple[Any, float | None]], reference
 
 
 def pick_curves(series: dict[str, list[tuple[int, float | None]]], n: int = MAX_CURVES) -> list[str]:
-    """The run's curves worth showing: series that move, in :func:`labruns.informative_keys`
+    """The run's curves worth showing: series that move, in :func:`labhistory.informative_keys`
     order (eval/ and charts/ first) but the longest first within a rank, one per metric group
     (the part before ``/``) while other groups are left."""
-    from llmcore_tui.core.labruns import informative_keys
+    from llmcore_tui.core.labhistory import informative_keys
 
     order = {k: i for i, k in enumerate(informative_keys(series))}
     prefix_rank = {"eval": 0, "charts": 1, "losses": 2}
@@ -68,7 +68,7 @@ def figures(run: "LiveRun") -> tuple[Figure, ...]:
 
 def lab_evidence(store: Any, lab: Any, runs: list["RunRecord"]) -> LabEvidence:
     """What ``lab``'s runs (newest first) show: the latest successful one is the evidence."""
-    from llmcore_tui.core import labruns
+    from llmcore_tui.core.labhistory import load_run
 
     ok = [r for r in runs if r.status == "succeeded"]
     chosen = ok[0] if ok else None
@@ -77,13 +77,9 @@ def lab_evidence(store: Any, lab: Any, runs: list["RunRecord"]) -> LabEvidence:
     declared: tuple[Figure, ...] = ()
     if chosen is not None:
         headline = tuple(list((chosen.headline or {}).items())[:MAX_HEADLINE])
-        load_run = getattr(labruns, "load_run", None)  # TEMPORARY until H1's labruns.load_run lands
-        if load_run is not None:
-            live = load_run(store, chosen.id)
-            declared, series = figures(live), live.series
-        else:
-            series = labruns.run_metrics(store, chosen.id)
+        live = load_run(store, chosen.id)
+        declared = figures(live)
         if not declared:
-            curves = tuple(series_curve(k, series[k]) for k in pick_curves(series))
+            curves = tuple(series_curve(k, live.series[k]) for k in pick_curves(live.series))
     return LabEvidence(lab.name, lab.title, len(runs), len(ok), chosen, runs[0] if runs else None, headline, curves,
                        declared)

@@ -9,14 +9,13 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
+from labs.protocol import fmt_duration, fmt_value
 from llmcore_tui.core import roadmap
 from llmcore_tui.core.brief.model import Brief, Curve, Figure, LabEvidence, ModuleBrief, TimelineDay
 from llmcore_tui.core.brief.words import pct, phrase
 
 
 def num(value: Any) -> str:
-    from llmcore_tui.core.labruns import fmt_value
-
     return fmt_value(value)
 
 
@@ -33,8 +32,6 @@ def status_word(brief: Brief, status: str) -> str:
 
 
 def run_line(brief: Brief, ev: LabEvidence) -> str:
-    from llmcore_tui.core.labruns import fmt_duration
-
     run = ev.run
     assert run is not None
     return phrase(brief.lang, "run_line", id=run.id, status=run.status, when=when(run.started_ts, tz_of(brief)),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from llmcore_tui.core import roadmap
 
 if TYPE_CHECKING:
-    from llmcore_tui.core.labruns import RunRecord
+    from llmcore_tui.core.labhistory import RunRecord
     from llmcore_tui.core.stats import ModuleMastery
 
 FORMATS = {"md": "md", "markdown": "md", "html": "html", "htm": "html"}
