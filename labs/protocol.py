@@ -1,10 +1,11 @@
 """The lab protocol: the one decoder of a lab's event stream, importable without torch.
 
 A lab speaks in JSON lines (``labs/README.md``). This module is the only place that reads
-them: :func:`parse` turns a line into a typed event, and :class:`LiveRun` folds events into
-what a run is so far — config, progress, metric series, tables, logs, headline, error and the
-charts the lab declared. The emitter (``labs._runtime``), the recorder (``core.labruns``), the
-Labs screen and the CLI reporter all use it; values and durations are formatted here too.
+them: :func:`parse` turns a line into a typed event (:func:`encode` is its inverse, what the
+emitter writes), and :class:`LiveRun` folds events into what a run is so far — config,
+progress, metric series, tables, logs, headline, error and the charts the lab declared. The
+emitter (``labs._runtime``), the recorder (``core.labruns``), the Labs screen, the CLI reporter
+and the lab tests all use it; values, durations and plain-text tables are formatted here too.
 
 A lab declares the figures its day is about as ``CHARTS``, a list of :class:`Chart` at the
 top of its module. The runner sends them as the run's ``charts`` event, so the Labs screen
