@@ -2,10 +2,10 @@
 
 The runs are canned event streams taken from real toy runs (mdp: value iteration on the slippery
 cliff grid, its gamma sweep; gae: part 1, GAE's bias and variance on the chain against the exact
-bias), so the pictures are deterministic and no lab runs here. Each run is recorded as the CLI
-leaves it (a ``lab_runs`` row with headline and log tail) and loaded back the way the screen
-loads every recorded run, through ``labruns.load_run``, which returns the canned stream folded
-into a ``LiveRun``.
+bias), so the pictures are deterministic and no lab runs here. Each run is stored the way the runner
+stores a real one (``RunRecorder``: its row with the declared charts, metrics and tables; only
+its start and end times are pinned) and the screen loads it back as it loads every recorded run
+(``labhistory.load_run``).
 
 Regenerate with ``pytest tests/test_snapshots_labs.py --snapshot-update``, then look at them.
 """
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
+from labs import protocol
 from labs.protocol import Chart, LiveRun
 from labs.registry import BY_NAME
-from llmcore_tui.core import labruns
+from llmcore_tui.core.labrecorder import RunRecorder
 from llmcore_tui.tui.screens import labs as labs_screen
 from llmcore_tui.tui.app import LlmcoreApp
 from tests.conftest import FIXED_NOW
@@ -92,7 +94,7 @@ LISTED = ("mdp", "td_learning", "advantage", "gae", "sft", "dpo", "ppo", "grpo",
 
 
 def replay(run_id: str) -> LiveRun:
-    """A recorded run as labruns.load_run gives it: its event stream folded into a LiveRun."""
+    """A canned run's events folded into a LiveRun, as the runner folds a lab's stream."""
     lab, _, events = RECORDED[run_id]
     run = LiveRun(lab)
     for event in events():
@@ -100,19 +102,29 @@ def replay(run_id: str) -> LiveRun:
     return run
 
 
+def record_run(course, run_id: str, started_ts: float = FIXED_NOW - 3600, events_of: str | None = None) -> None:
+    """Store a canned run as the runner stores a real one (``RunRecorder``), its times pinned."""
+    lab, day, events = RECORDED[events_of or run_id]
+    live = LiveRun(lab)
+    recorder = RunRecorder(course.store.reopen(), run_id, live, lambda detail: "\n".join(live.logs))
+    recorder.insert(lab, day, "toy", {}, Path(f"/data/llmcore-output/labs/{run_id}"), 0)
+    for raw in events():
+        event = protocol.decode(raw)
+        live.apply(event)
+        recorder.record(event)
+    recorder.finish("succeeded", 0, None)
+    recorder.close()
+    with course.store.transaction() as conn:
+        conn.execute("UPDATE lab_runs SET started_ts = ?, ended_ts = ? WHERE id = ?",
+                     (started_ts, started_ts + 10, run_id))
+
+
 @pytest.fixture
 def labs_app(course, monkeypatch) -> LlmcoreApp:
     monkeypatch.setenv("TZ", "UTC")  # the runs list shows local start times
     time.tzset()
-    with course.store.transaction() as conn:
-        for run_id, (lab, day, events) in RECORDED.items():
-            run = replay(run_id)
-            conn.execute(
-                "INSERT INTO lab_runs(id, lab, day, preset, config_json, status, started_ts, ended_ts, exit_code,"
-                " headline_json, log_tail, out_dir) VALUES (?, ?, ?, 'toy', ?, 'succeeded', ?, ?, 0, ?, ?, ?)",
-                (run_id, lab, day, json.dumps(run.config), FIXED_NOW - 3600, FIXED_NOW - 3590,
-                 json.dumps(run.headline), "\n".join(run.logs), f"/data/llmcore-output/labs/{run_id}"))
-    monkeypatch.setattr(labruns, "load_run", lambda store, run_id: replay(run_id), raising=False)
+    for run_id in RECORDED:
+        record_run(course, run_id)
     monkeypatch.setattr(labs_screen, "LABS", tuple(BY_NAME[name] for name in LISTED))
     course.store.created = False  # the "new database created at <tmp path>" toast would vary per run
     app = LlmcoreApp(course)

@@ -69,7 +69,7 @@ async def test_the_days_lab_comes_first_and_enter_runs_its_toy_preset(app, cours
         await wait_for(pilot, lambda: screen.last_handle is not None)
         assert screen.last_handle.preset == "toy"
         await wait_for(pilot, lambda: len(screen.series.get("charts/return", [])) >= 3)
-        assert screen.chart_keys and screen.chart_keys[0] == "eval/accuracy"  # moving eval/ first
+        assert screen.chart_keys == ["Loss per step", "Return against accuracy"]  # what the lab declares
         bar = screen.query_one("#labs-progress")
         assert bar.total == 10 and 0 < bar.progress
         await wait_for(pilot, lambda: screen.last_handle.done and screen.active is None)
@@ -135,11 +135,13 @@ async def test_cancel_kills_the_lab_and_its_children(app, course, monkeypatch):
 
 
 async def test_review_keeps_working_while_a_lab_runs(app, course, monkeypatch):
-    monkeypatch.setenv("FAKE_LAB_SET", "mode=hang,delay=0.05")
+    monkeypatch.setenv("FAKE_LAB_SET", "mode=hang,delay=0.05,charts=0")
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_labs(app, pilot)
         await pilot.press("t")
         await wait_for(pilot, lambda: screen.active is not None)
+        await wait_for(pilot, lambda: len(screen.series.get("eval/accuracy", [])) >= 2)
+        assert screen.chart_keys[0] == "eval/accuracy"  # no charts declared: the moving metrics, eval/ first
         await pilot.press("r", "space", "3")  # review a card in another mode
         await pilot.pause()
         assert course.store.query("SELECT item_id, rating FROM reviews") == [{"item_id": "mdp-one", "rating": 3}]

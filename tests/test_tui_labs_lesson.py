@@ -258,17 +258,12 @@ async def test_a_live_run_draws_the_charts_its_lab_declares_and_n_moves_between_
         assert screen.chart_keys == [MDP_CHARTS[0].title]  # and round again
 
 
-async def test_compare_overlays_an_earlier_run_on_the_declared_chart(course, monkeypatch):
-    from llmcore_tui.core import labruns
-    from tests.test_snapshots_labs import GAE_CHARTS, GAE_RUN, replay
+async def test_compare_overlays_an_earlier_run_on_the_declared_chart(course):
+    from tests.test_snapshots_labs import GAE_CHARTS, GAE_RUN, record_run
 
     earlier = "gae-20260301-080000-old1"
-    with course.store.transaction() as conn:
-        for run_id, started in ((GAE_RUN, FIXED_NOW - 3600), (earlier, FIXED_NOW - 86400)):
-            conn.execute("INSERT INTO lab_runs(id, lab, day, preset, config_json, status, started_ts, ended_ts,"
-                         " exit_code, headline_json, log_tail) VALUES (?, 'gae', 4, 'toy', '{}', 'succeeded', ?, ?,"
-                         " 0, '{}', '')", (run_id, started, started + 10))
-    monkeypatch.setattr(labruns, "load_run", lambda store, run_id: replay(GAE_RUN), raising=False)
+    record_run(course, GAE_RUN)
+    record_run(course, earlier, started_ts=FIXED_NOW - 86400, events_of=GAE_RUN)
     app = LlmcoreApp(course)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = LabsScreen()

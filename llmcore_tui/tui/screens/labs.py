@@ -15,8 +15,6 @@ keys and messages; the widgets draw (``tui/widgets/lab_*.py``, ``run_panel.py``)
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -28,11 +26,11 @@ from textual.worker import get_current_worker
 
 from labs.protocol import Charts, LiveRun, Metric, Summary, Table
 from labs.registry import BY_NAME, LABS, LabInfo
-from llmcore_tui.core import labruns
+from llmcore_tui.core import labhistory
 from llmcore_tui.core.labruns import LabRunner, RunHandle
 from llmcore_tui.tui.widgets.lab_charts import LabCharts
 from llmcore_tui.tui.widgets.lab_lists import RUNS_LISTED, LabList, RunList
-from llmcore_tui.tui.widgets.live_feed import LiveFeed, load_run
+from llmcore_tui.tui.widgets.live_feed import LiveFeed
 from llmcore_tui.tui.widgets.run_panel import RunLog, RunPanel, RunTitle
 
 COMPARE_RUNS = 5
@@ -171,7 +169,7 @@ class LabsScreen(Screen):
         return [(lab, True) for lab in LABS if lab.day == day] + [(lab, False) for lab in LABS if lab.day != day]
 
     def refresh_labs(self) -> None:
-        self.lab_list.show(self.ordered_labs(), labruns.latest_runs(self.course.store))
+        self.lab_list.show(self.ordered_labs(), labhistory.latest_runs(self.course.store))
         self.refresh_runs()
 
     def refresh_runs(self) -> None:
@@ -182,7 +180,7 @@ class LabsScreen(Screen):
         info = BY_NAME[lab]
         self.query_one("#labs-about", Static).update(f"[b]{info.title}[/b] (day {info.day})\n{info.summary}")
         self.query_one("#labs-runs-title", Static).update(f"Runs of {lab}")
-        self.run_list.show(labruns.list_runs(self.course.store, lab, limit=RUNS_LISTED))
+        self.run_list.show(labhistory.list_runs(self.course.store, lab, limit=RUNS_LISTED))
 
     def on_data_table_row_highlighted(self, event: LabList.RowHighlighted) -> None:
         if event.data_table is self.lab_list:
@@ -208,7 +206,7 @@ class LabsScreen(Screen):
         if self.feed is not None and self.feed.lab == lab and (self.active is not None or self.launching is not None):
             self._show_live()
             return
-        runs = labruns.list_runs(self.course.store, lab, limit=1)
+        runs = labhistory.list_runs(self.course.store, lab, limit=1)
         if runs:
             self.show_run(runs[0].id)
         else:
@@ -366,7 +364,7 @@ class LabsScreen(Screen):
         if self.focused is self.run_list:
             return self.selected_run()
         lab = self.selected_lab()
-        runs = labruns.list_runs(self.course.store, lab, limit=1) if lab else []
+        runs = labhistory.list_runs(self.course.store, lab, limit=1) if lab else []
         return runs[0].id if runs else None
 
     def action_show_run(self) -> None:
@@ -380,10 +378,10 @@ class LabsScreen(Screen):
         if self.active is not None and self.active.run_id == run_id:
             self._show_live()
             return
-        record = labruns.get_run(self.course.store, run_id)
+        record = labhistory.get_run(self.course.store, run_id)
         if record is None:
             return
-        run = load_run(self.course.store, run_id)
+        run = labhistory.load_run(self.course.store, run_id)
         self._reset_view(run, run_id)
         self.shown_lab = record.lab
         self.title_line.show_run(record.lab, record.preset, record.id, record.status, record.error)
@@ -396,11 +394,11 @@ class LabsScreen(Screen):
     def action_compare(self) -> None:
         run_id = self.selected_run() if self.focused is self.run_list else None
         run_id = run_id or self.shown_run or self._run_to_show()
-        run = labruns.get_run(self.course.store, run_id) if run_id else None
+        run = labhistory.get_run(self.course.store, run_id) if run_id else None
         if run is None or not run.finished:
             self.notify("Pick a finished run to compare (h shows one).", timeout=3)
             return
-        earlier = [r for r in labruns.list_runs(self.course.store, run.lab)
+        earlier = [r for r in labhistory.list_runs(self.course.store, run.lab)
                    if r.finished and r.started_ts <= run.started_ts and r.id != run.id]
         if not earlier:
             self.notify(f"No earlier run of {run.lab} to compare with.", timeout=3)
@@ -408,7 +406,7 @@ class LabsScreen(Screen):
         ids = [run.id] + [r.id for r in earlier[:COMPARE_RUNS - 1]]
         if self.shown_run != run.id:
             self.show_run(run.id)
-        self.panel.comparison(labruns.compare(self.course.store, ids))
+        self.panel.comparison(labhistory.compare(self.course.store, ids))
         self.compared = ids
-        others: dict[str, Any] = {other: load_run(self.course.store, other) for other in ids[1:]}
+        others = {other: labhistory.load_run(self.course.store, other) for other in ids[1:]}
         self.charts.show(self.shown, run.id, others, keep_offset=True)

@@ -20,7 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from labs.protocol import Chart, LiveRun
-from llmcore_tui.core.labruns import informative_keys
+from llmcore_tui.core.labhistory import informative_keys
 from llmcore_tui.tui.widgets.labview import (CLIPPED_NOTE, decade_ticks, integer_ticks, robust_ylim, short_run_id,
                                               thin_points)
 

@@ -13,7 +13,7 @@ from textual.widgets import DataTable
 
 from labs.protocol import fmt_duration
 from labs.registry import LabInfo
-from llmcore_tui.core.labruns import RunRecord
+from llmcore_tui.core.labhistory import RunRecord
 from llmcore_tui.tui.widgets.labview import status_text, when
 
 RUNS_LISTED = 50

@@ -14,8 +14,6 @@ from collections import deque
 from typing import Any
 
 from labs.protocol import Error, Event, Log, LiveRun, Other, ProtocolError, Table, decode
-from llmcore_tui.core import labruns
-from llmcore_tui.core.store import Store
 
 TRANSCRIPT_EVENTS = 1000
 SHOWN_IN_LOG = (Log, Table, Error, Other)  # metrics and progress are charted, not logged
@@ -50,16 +48,3 @@ class LiveFeed:
         self.transcript.extend(e for e in events if isinstance(e, SHOWN_IN_LOG))
         return events
 
-
-def load_run(store: Store, run_id: str) -> LiveRun:
-    """A recorded run as a :class:`LiveRun`: ``labruns.load_run`` where the runner provides it
-    (charts included); else rebuilt from its recorded metrics, tables and headline."""
-    loader = getattr(labruns, "load_run", None)
-    if loader is not None:
-        return loader(store, run_id)
-    record = labruns.get_run(store, run_id)
-    run = LiveRun(record.lab if record else "")
-    run.series = labruns.run_metrics(store, run_id)
-    run.tables = {t.name: Table(t.name, [str(c) for c in t.columns], t.rows) for t in labruns.run_tables(store, run_id)}
-    run.headline = record.headline if record else None
-    return run

@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.widgets import RichLog, Static
 
 from labs.protocol import Error, Event, Log, Other, Table, fmt_duration, fmt_value
-from llmcore_tui.core.labruns import Comparison, RunRecord
+from llmcore_tui.core.labhistory import Comparison, RunRecord
 from llmcore_tui.tui.widgets.labview import STATUS_STYLE, lab_table, status_text, when
 
 LOG_LINES = 1000
