@@ -166,6 +166,24 @@ def test_the_declared_charts_are_recorded_and_the_run_loads_back_as_a_live_run(r
         labruns.load_run(store, "no-such-run")
 
 
+def test_handle_live_shows_a_running_run_and_its_snapshots_stay_put(runner):
+    handle = runner.start("mdp", assignments=["mode=hang", "delay=0.02"])
+    try:
+        deadline = time.monotonic() + 20
+        while len(handle.live.series.get("losses/loss", [])) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first = handle.live
+        assert first.started and len(first.charts) == 3 and not handle.done
+        seen = len(first.series["losses/loss"])
+        time.sleep(0.3)
+        assert len(first.series["losses/loss"]) == seen  # a snapshot: the run went on without it
+        assert len(handle.live.series["losses/loss"]) > seen
+    finally:
+        handle.cancel(0.5)
+        assert handle.wait(10)
+    assert handle.status == "cancelled"
+
+
 def test_a_run_without_charts_and_a_failed_run_load_back_too(runner, store):
     plain = labruns.load_run(store, run_fake(runner, "charts=0").run_id)
     assert plain.charts == () and plain.succeeded
