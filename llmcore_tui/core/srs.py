@@ -4,6 +4,10 @@ Items are cards (id = the card id) and quiz questions answered wrongly (id = ``q
 Each rating is one transaction: the review is appended to ``reviews`` and the item's state
 in ``srs_items`` is replaced. Undo appends a row that points at the review it takes back and
 restores the state from before that review: history is never rewritten.
+
+The scheduler uses FSRS-6's default parameters (a population average) unless the learner has
+accepted parameters fitted to their own history (``llmcore-tui optimize``,
+:mod:`llmcore_tui.core.fsrs_fit`); those are kept as one JSON setting, read here.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import random
 import zlib
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from llmcore_tui.core.clock import utc
@@ -63,6 +68,41 @@ def format_interval(seconds: float) -> str:
 
 
 DAY_S = 86_400.0
+PARAMETERS_KEY = "fsrs_parameters"  # settings table: StoredParameters.to_setting(), or null for the defaults
+PARAMETER_COUNT = 21  # FSRS-6
+
+
+@dataclass(frozen=True)
+class StoredParameters:
+    """FSRS-6 parameters fitted to this learner's history, with when and on how much."""
+
+    parameters: tuple[float, ...]
+    fitted_ts: float
+    reviews: int  # the card reviews the fit read
+    cross_day: int  # of which a day or more after the card's previous review (what the fit learns from)
+
+    def to_setting(self) -> dict[str, Any]:
+        return {"parameters": list(self.parameters), "fitted_ts": self.fitted_ts, "reviews": self.reviews,
+                "cross_day": self.cross_day}
+
+    @classmethod
+    def from_setting(cls, value: Any) -> StoredParameters | None:
+        """The stored fit, or None for the defaults (nothing stored, or a value of another shape)."""
+        try:
+            fit = cls(tuple(float(p) for p in value["parameters"]), float(value["fitted_ts"]),
+                      int(value["reviews"]), int(value["cross_day"]))
+        except (TypeError, KeyError, ValueError):
+            return None
+        return fit if len(fit.parameters) == PARAMETER_COUNT else None
+
+
+def stored_parameters(store: Store) -> StoredParameters | None:
+    return StoredParameters.from_setting(store.get_setting(PARAMETERS_KEY))
+
+
+def store_parameters(store: Store, fit: StoredParameters | None) -> None:
+    """Keep ``fit`` as the learner's parameters (None: back to the defaults)."""
+    store.set_setting(PARAMETERS_KEY, fit.to_setting() if fit is not None else None)
 
 DayStart = Callable[[float, int], float]  # (moment, n) -> start of the study day n days after the moment's
 
@@ -82,14 +122,25 @@ class Srs:
     """
 
     def __init__(self, store: Store, desired_retention: float = 0.9, fuzz: bool = True,
-                 day_start: DayStart | None = None):
+                 day_start: DayStart | None = None, parameters: Sequence[float] | None = None):
+        """``parameters``: FSRS-6's 21 weights; None reads the learner's stored fit (defaults if none)."""
         import fsrs  # imported here, not at module level: the Today screen does not need it
 
         self._fsrs = fsrs
         self.store = store
         self.fuzz = fuzz
         self.day_start = day_start
-        self.scheduler = fsrs.Scheduler(desired_retention=desired_retention, enable_fuzzing=False)
+        self.desired_retention = desired_retention
+        self.use_parameters(parameters)
+
+    def use_parameters(self, parameters: Sequence[float] | None = None) -> None:
+        """Schedule with ``parameters`` from now on; None: the stored fit, else FSRS-6's defaults.
+        Cards keep the stability and difficulty they have; the next rating of each uses these."""
+        if parameters is None:
+            stored = stored_parameters(self.store)
+            parameters = stored.parameters if stored is not None else self._fsrs.scheduler.DEFAULT_PARAMETERS
+        self.scheduler = self._fsrs.Scheduler(parameters=parameters, desired_retention=self.desired_retention,
+                                              enable_fuzzing=False)
 
     def _outcomes(self, item_id: str, card: Any, reps: int, now: float) -> dict[int, tuple[Any, float, float]]:
         """For each rating: the card after it, its due time, and the interval a button shows (s)."""
@@ -302,5 +353,6 @@ def interval_labels(srs: Srs, item_id: str, now: float) -> dict[int, str]:
 
 __all__ = [
     "AGAIN", "HARD", "GOOD", "EASY", "RATING_NAMES", "NewItem", "RateResult", "Srs", "ReviewQueue",
+    "PARAMETERS_KEY", "StoredParameters", "stored_parameters", "store_parameters",
     "Counts", "count_due", "next_due_ts", "introduced_since", "introduced_ids", "format_interval", "interval_labels",
 ]
