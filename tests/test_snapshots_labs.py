@@ -1,8 +1,9 @@
 """SVG snapshots of the Labs screen drawing the charts two labs declare, from recorded runs.
 
 The runs are canned event streams taken from real toy runs (mdp: value iteration on the slippery
-cliff grid, its gamma sweep; gae: part 1, GAE's bias and variance on the chain against the exact
-bias), so the pictures are deterministic and no lab runs here. Each run is stored the way the runner
+cliff grid, its gamma sweep, with the charts ``labs/mdp.py`` declares; gae: part 1, GAE's bias and
+variance on the chain against the exact bias, with a copy of its first chart, since importing
+``labs.gae`` would load torch), so the pictures are deterministic and no lab runs here. Each run is stored the way the runner
 stores a real one (``RunRecorder``: its row with the declared charts, metrics and tables; only
 its start and end times are pinned) and the screen loads it back as it loads every recorded run
 (``labhistory.load_run``).
@@ -20,6 +21,7 @@ import pytest
 
 from labs import protocol
 from labs.protocol import Chart, LiveRun
+from labs.mdp import CHARTS as MDP_CHARTS  # numpy only: the figures the mdp lab declares
 from labs.registry import BY_NAME
 from llmcore_tui.core.labrecorder import RunRecorder
 from llmcore_tui.tui.screens import labs as labs_screen
@@ -29,14 +31,6 @@ from tests.conftest import FIXED_NOW
 MDP_RUN = "mdp-20260302-090000-snap"
 GAE_RUN = "gae-20260302-091500-snap"
 
-MDP_CHARTS = (
-    Chart("Value iteration: Bellman residual per sweep", y=("vi/bellman_residual",), log_y=True,
-          x_label="sweep", y_label="max |V_k+1 - V_k|",
-          look_for="A straight line on the log scale: every sweep shrinks the error by a factor of about gamma."),
-    Chart("The discount sets the horizon", table="gamma_sweep", x="gamma", y=("expected_steps",),
-          reference=("horizon_1/(1-gamma)",), log_y=True, x_label="gamma", y_label="steps",
-          look_for="Once the horizon 1/(1-gamma) reaches the far exit, the episode gets longer."),
-)
 # mdp --toy, seed 0: the Bellman residual of each value-iteration sweep (gamma = 0.95)
 MDP_RESIDUALS = [
     8.0, 6.84, 5.271, 4.39, 3.8, 2.75, 2.12, 1.854, 1.564, 1.397, 1.173, 0.9162, 0.6091, 0.53, 0.254, 0.2271,
