@@ -99,7 +99,7 @@ CHARTS = [
           look_for="The measured cache sits on the formula 2 L h_kv d T b: fewer KV heads, a smaller cache."),
     Chart("Decoding with and without the KV cache", table="decode_cost", x="token_index",
           y=("step_ms_with_cache", "step_ms_without_cache"), x_label="token", y_label="ms per step",
-          look_for="Without the cache each step recomputes the whole prefix and slows down; with it the cost stays flat."),
+          look_for="Without the cache each step recomputes the prefix and slows down; with it, flat."),
 ]
 
 

@@ -87,9 +87,11 @@ class Config:
     eval_every: int = 20
     eval_problems: int = 1000
     eval_samples: int = 4  # sampled answers per held-out problem (pass rate and length)
+    model: str = ""  # a local Hugging Face checkpoint folder to start from instead of the SFT lab's model
+    gradient_checkpointing: bool = False  # with model=: recompute activations in backward to save memory
 
     def validate(self) -> None:
-        sft.check_preset(self.sft_preset)
+        sft.check_start(self)
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, not {self.loss_type!r}")
         if self.baseline not in BASELINES:
@@ -111,10 +113,10 @@ CHARTS = [
           look_for="Both rise from the SFT level with no value model: the group mean is the baseline."),
     Chart("Groups that teach nothing", y=("charts/zero_std_fraction",), x_label="iteration",
           y_label="groups with equal rewards",
-          look_for="As the policy improves more groups are all right: zero reward spread, zero advantage, no gradient."),
+          look_for="As the policy improves, more groups are all right: no reward spread, no advantage, no gradient."),
     Chart("Completion length", y=("charts/length", "charts/right_length", "charts/wrong_length"),
           x_label="iteration", y_label="tokens",
-          look_for="Watch the wrong answers' length: how the loss averages over tokens decides whether it grows."),
+          look_for="Wrong answers grow longer: dividing a loss by its length lets long wrong answers off lightly."),
 ]
 
 

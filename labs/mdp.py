@@ -85,7 +85,7 @@ CHARTS = [
           look_for="A straight line on the log scale: every sweep shrinks the error by a factor of about gamma."),
     Chart("The discount sets the horizon", table="gamma_sweep", x="gamma", y=("expected_steps",),
           reference=("horizon_1/(1-gamma)",), log_y=True, x_label="gamma", y_label="steps",
-          look_for="Once the horizon 1/(1-gamma) reaches the far exit, the episode gets longer: the planner looks further."),
+          look_for="Episodes get longer once the horizon 1/(1-gamma) nears the far exit: the planner looks further."),
     Chart("Which exit the greedy policy takes", table="gamma_sweep", x="gamma", y=("P(end a)", "P(end b)"),
           x_label="gamma", y_label="probability from the start",
           look_for="Small gamma settles for the near +1 exit; past a threshold the far +10 exit wins."),

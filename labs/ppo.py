@@ -70,9 +70,11 @@ class Config:
     big_lr: float = 5e-4
     big_epochs: int = 8
     big_iterations: int = 20
+    model: str = ""  # a local Hugging Face checkpoint folder to start from instead of the SFT lab's model
+    gradient_checkpointing: bool = False  # with model=: recompute activations in backward to save memory
 
     def validate(self) -> None:
-        sft.check_preset(self.sft_preset)
+        sft.check_start(self)
         if self.prompts_per_iter % self.minibatches:
             raise ValueError("prompts_per_iter must be a multiple of minibatches")
 
@@ -96,9 +98,9 @@ CHARTS = [
     Chart("PPO: KL to the reference and clip fraction", y=("charts/kl", "charts/clip_fraction"),
           x_label="iteration", y_label="nats / fraction",
           look_for="KL grows slowly and the clip fraction stays small: each update stays near the sampling policy."),
-    Chart("Large steps, clipped then unclipped", y=("large_steps/clipped_approx_kl", "large_steps/unclipped_approx_kl"),
-          log_y=True, x_label="iteration (clipped run, then unclipped run)", y_label="approx KL per update",
-          look_for="Without the clip the same steps move the policy much further from where its samples came from."),
+    Chart("Large steps, clipped then unclipped", y=("large_steps/clipped_kl", "large_steps/unclipped_kl"),
+          log_y=True, x_label="iteration (clipped run, then unclipped run)", y_label="KL to the reference (nats)",
+          look_for="Without the clip the same large steps carry the policy much further from the reference."),
 ]
 
 

@@ -77,7 +77,7 @@ TOY = {"runs": 8, "rw_runs": 50}
 CHARTS = [
     Chart("Cliff walk: return per episode", y=("returns/sarsa", "returns/q_learning"),
           x_label="episode", y_label="sum of rewards (mean over runs)",
-          look_for="SARSA's online return ends above Q-learning's: Q-learning walks the cliff edge and falls while exploring."),
+          look_for="SARSA ends above Q-learning: Q-learning walks the cliff edge and falls off while exploring."),
     Chart("Random walk: TD(0) vs Monte Carlo", y=("random_walk/rms_td_alpha0.05", "random_walk/rms_td_alpha0.1",
                                                    "random_walk/rms_mc_alpha0.01", "random_walk/rms_mc_alpha0.03"),
           x_label="episode", y_label="RMS error over the 5 states",

@@ -109,7 +109,7 @@ TOY = {"n_train": 2000, "n_eval": 300, "vit_steps": 150, "lm_steps": 250, "conne
 CHARTS = [
     Chart("Connector training, frozen encoder and LM", y=("losses/mlp_projector", "losses/qformer"),
           x_label="step (MLP projector, then Q-Former)", y_label="caption loss",
-          look_for="Only the small connector learns, yet the caption loss falls: it maps image features into the LM's space."),
+          look_for="Only the connector learns, yet the caption loss falls: it maps image features into the LM's space."),
     Chart("Exact captions by connector", table="connectors", y=("exact_match",),
           x_label="untrained, MLP projector, Q-Former, chance", y_label="exact-match fraction",
           look_for="Both trained connectors beat the untrained one and chance by far."),
