@@ -91,6 +91,12 @@ class Comparison:
     default: Scores
     fitted: Scores
     cards: int  # the cards whose reviews were scored
+    difference_se: float  # standard error of the mean per-review log-loss difference, fitted - default
+
+    @property
+    def gain(self) -> float:
+        """How much lower the fitted log-loss is, in standard errors (2 or more: a clear gain)."""
+        return (self.default.log_loss - self.fitted.log_loss) / self.difference_se if self.difference_se else 0.0
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ class FitReport:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FitReport:
         def comparison(d: dict[str, Any]) -> Comparison:
-            return Comparison(Scores(**d["default"]), Scores(**d["fitted"]), int(d["cards"]))
+            return Comparison(Scores(**d["default"]), Scores(**d["fitted"]), int(d["cards"]), float(d["difference_se"]))
 
         return cls(tuple(float(p) for p in data["parameters"]), int(data["reviews"]), int(data["cross_day"]),
                    int(data["cards"]), comparison(data["in_sample"]), comparison(data["held_out"]),
@@ -272,6 +278,8 @@ def report_lines(report: FitReport, desired_retention: float) -> list[str]:
         f"held-out: fitted on the earlier cards, scored on the {held.cards} later ones "
         f"({held.default.reviews} reviews the fit never saw)",
         *rows(held),
+        f"  log-loss gain of the fit: {report.in_sample.gain:+.1f} standard errors in-sample, "
+        f"{held.gain:+.1f} held-out",
         "Lower is better for both. RMSE (bins): predictions grouped by predicted recall; the gap between "
         "mean predicted and observed recall per group, weighted by group size.",
     ]
@@ -285,9 +293,13 @@ def report_lines(report: FitReport, desired_retention: float) -> list[str]:
 
 
 def verdict(report: FitReport) -> str:
-    """One line for the question before switching: does the fit predict unseen reviews better?"""
-    held = report.held_out
-    if held.fitted.log_loss < held.default.log_loss:
-        return "On the held-out cards the fitted parameters predict recall better than the defaults."
-    return ("On the held-out cards the fitted parameters do NOT predict recall better than the defaults; "
-            "keeping the defaults is the safer choice.")
+    """One line for the question before switching: do the fitted parameters predict the held-out
+    cards better than the defaults, by more than the noise of that many reviews?"""
+    gain = report.held_out.gain
+    if gain >= 2:
+        return f"On the held-out cards the fit predicts recall better than the defaults ({gain:.1f} standard errors)."
+    if gain <= -2:
+        return (f"On the held-out cards the fit predicts recall WORSE than the defaults ({-gain:.1f} standard errors); "
+                "keep the defaults.")
+    return (f"On the held-out cards the fit and the defaults are within noise of each other ({gain:+.1f} standard "
+            "errors): switching changes little until there is more history.")

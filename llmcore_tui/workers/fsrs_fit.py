@@ -22,6 +22,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import sys
 import threading
 import traceback
@@ -87,20 +88,27 @@ def predictions(parameters: list[float], cards: dict[int, list[Any]]) -> list[tu
     return out
 
 
+def losses(pairs: list[tuple[float, int]]) -> list[float]:
+    """Each review's binary cross-entropy (predictions clipped away from 0 and 1)."""
+    return [-math.log(min(max(p, EPS), 1 - EPS) if y else 1 - min(max(p, EPS), 1 - EPS)) for p, y in pairs]
+
+
 def scores(pairs: list[tuple[float, int]]) -> dict[str, float | int]:
     n = len(pairs)
-    clipped = [(min(max(p, EPS), 1 - EPS), y) for p, y in pairs]
-    log_loss = -sum(y * math.log(p) + (1 - y) * math.log(1 - p) for p, y in clipped) / n
     bins: dict[int, list[tuple[float, int]]] = {}
     for p, y in pairs:
         bins.setdefault(min(int(p * BINS), BINS - 1), []).append((p, y))
     squared = sum(len(b) * (sum(p for p, _ in b) / len(b) - sum(y for _, y in b) / len(b)) ** 2 for b in bins.values())
-    return {"log_loss": log_loss, "rmse_bins": math.sqrt(squared / n), "reviews": n}
+    return {"log_loss": sum(losses(pairs)) / n, "rmse_bins": math.sqrt(squared / n), "reviews": n}
 
 
 def comparison(default: list[float], fitted: list[float], cards: dict[int, list[Any]]) -> dict[str, Any]:
-    return {"default": scores(predictions(default, cards)), "fitted": scores(predictions(fitted, cards)),
-            "cards": len(cards)}
+    """Both parameter sets scored on the same reviews, and the standard error of the mean
+    per-review difference in log-loss (paired: the same reviews, so most noise cancels)."""
+    before, after = predictions(default, cards), predictions(fitted, cards)
+    diffs = [a - b for a, b in zip(losses(after), losses(before))]
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.inf
+    return {"default": scores(before), "fitted": scores(after), "cards": len(cards), "difference_se": se}
 
 
 def optimal_retention(logs: list[Any], parameters: list[float]) -> tuple[float | None, str]:
