@@ -119,7 +119,7 @@ class ChartSlot(Vertical):
         ys = [y for line in lines for y in line.ys]
         for log, scale, set_ticks, values in ((chart.log_x, plt.xscale, plt.xticks, xs),
                                               (chart.log_y, plt.yscale, plt.yticks, ys)):
-            if log:
+            if log and values:  # plotext fails to draw a log axis without a point on it
                 scale("log")
             ticks = decade_ticks(values) if log else integer_ticks(values) if values is xs else None
             if ticks:
