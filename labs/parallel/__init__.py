@@ -1,7 +1,9 @@
 """Megatron-style parallelism on real torch.distributed processes: TP, PP, DP, ZeRO, and all three at once.
 
-The lab starts ``tp * pp * dp`` processes itself (``mesh.py``: torch.multiprocessing, a
-``file://`` rendezvous, gloo on CPU and NCCL on GPU). Rank r sits at mesh coordinates
+``python -m labs parallel`` starts ``tp * pp * dp`` processes itself (``mesh.py``:
+torch.multiprocessing, a ``file://`` rendezvous, gloo on CPU and NCCL on GPU); under torchrun
+(``torchrun --nproc-per-node N -m labs parallel``, one or more machines) each process is one rank
+that meets the others at the ``env://`` rendezvous, and rank 0 alone writes the events. Rank r sits at mesh coordinates
 (dp_i, pp_i, tp_i) with ``r = (dp_i * pp + pp_i) * tp + tp_i`` (tensor parallel innermost, as in
 Megatron-LM). Each axis is first shown on its own (``tp.py``, ``pp.py``, ``dp.py``); then
 ``three_d.py`` composes them into one training step. Every result is checked against one process

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -13,9 +15,9 @@ import torch
 from torch.distributed.device_mesh import DeviceMesh
 
 from labs._runtime import Emitter, LabFailure, torch_threads
-from labs.parallel.config import OMP_PASSIVE, Config, bubble_fraction
+from labs.parallel.config import OMP_PASSIVE, Config, Launched, bubble_fraction, launched_by
 from labs.parallel.dp import reference_step, run_dp, run_fsdp, run_zero1
-from labs.parallel.mesh import Mesh, Traffic, launch
+from labs.parallel.mesh import Mesh, Traffic, join_launched, launch
 from labs.parallel.pp import run_pp, summarise_pipeline
 from labs.parallel.three_d import run_three_d
 from labs.parallel.tp import run_tp
@@ -54,22 +56,51 @@ def rel_gap(sent: float, analytic: float) -> float:
     return abs(sent - analytic) / max(1.0, abs(analytic))
 
 
+def silence(emit: Emitter) -> None:
+    """Quiet a rank other than 0 of a torchrun launch: rank 0's stream and events file speak for
+    the run. (The runtime gives every process an emitter before the lab knows its rank.)"""
+    emit.stream = io.StringIO()
+    emit.close()
+    emit._events = None
+
+
 def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
+    launched = launched_by()  # torchrun started this process as one rank, or None: start the ranks here
+    if launched is None or launched.rank == 0:
+        return run_ranks(cfg, emit, out_dir, launched)
+    silence(emit)
+    try:
+        run_ranks(cfg, emit, out_dir, launched)
+    except Exception as exc:  # its stream is silenced: say it here, and torchrun stops the other ranks
+        sys.stderr.write(f"parallel: rank {launched.rank} of {launched.world_size} failed: "
+                         f"{type(exc).__name__}: {exc}\n")
+        raise
+
+
+def run_ranks(cfg: Config, emit: Emitter, out_dir: Path, launched: Launched | None) -> None:
+    """Start the ranks here (``launched`` is None) or be one of torchrun's, then report as rank 0."""
     world = cfg.tp * cfg.pp * cfg.dp
+    lead = launched is None or launched.rank == 0
     emit.start(cfg, total_steps=len(PHASES))
     cores = os.cpu_count() or 1
-    emit.log(f"{world} processes (tp={cfg.tp} x pp={cfg.pp} x dp={cfg.dp}) on {cores} cores, "
-             f"{'nccl' if cfg.device.startswith('cuda') else 'gloo'} backend")
-    if cfg.device.startswith("cuda") and torch.cuda.device_count() < world:
-        raise LabFailure(f"NCCL needs one GPU per process: {world} processes, {torch.cuda.device_count()} GPUs; "
-                         "lower tp/pp/dp or use --device cpu")
+    started = (f"started by torchrun on {launched.nodes} node(s), {launched.local_world_size} here"
+               if launched else "started here")
+    emit.log(f"{world} processes (tp={cfg.tp} x pp={cfg.pp} x dp={cfg.dp}) {started}, {cores} cores on this "
+             f"machine, {'nccl' if cfg.device.startswith('cuda') else 'gloo'} backend")
+    ranks_here = launched.local_world_size if launched else world
+    if cfg.device.startswith("cuda") and torch.cuda.device_count() < ranks_here:
+        raise LabFailure(f"NCCL needs one GPU per process: {ranks_here} processes on this machine, "
+                         f"{torch.cuda.device_count()} GPUs; lower tp/pp/dp or use --device cpu")
     if torch_threads(1) > 1 and not OMP_PASSIVE:
         emit.log("warning: torch was loaded before this lab could set OMP_WAIT_POLICY=PASSIVE; with more than one "
                  "thread per rank, spinning OpenMP threads slow the ranks and inflate the pipeline's measured "
                  "compute (run it as python -m labs parallel, or set OMP_WAIT_POLICY=PASSIVE)")
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="llmcore-parallel-") as tmp:
-        results = launch(cfg, rank_body, PHASES, emit, Path(tmp))
+    if launched:
+        results = join_launched(cfg, rank_body, launched, PHASES, emit)
+    else:
+        with tempfile.TemporaryDirectory(prefix="llmcore-parallel-") as tmp:
+            results = launch(cfg, rank_body, PHASES, emit, Path(tmp))
     wall = time.perf_counter() - t0
 
     # tensor parallelism
@@ -93,7 +124,8 @@ def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
             values["pipeline/bubble_formula"] = r["bubble"]
         emit.metric(r["m"], **values)
     timeline_path = out_dir / "pipeline_timelines.json"
-    timeline_path.write_text(json.dumps([r["pp"]["runs"] for r in stage_results]))
+    if lead:  # other ranks may share the folder (or be on other machines)
+        timeline_path.write_text(json.dumps([r["pp"]["runs"] for r in stage_results]))
 
     # data parallel and ZeRO
     emit.table("data_parallel_and_zero", ["rank", "what", "max_err_params", "opt_state_bytes", "opt_bytes_formula",

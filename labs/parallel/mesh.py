@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from labs._runtime import Emitter, LabFailure, torch_threads
-from labs.parallel.config import Config, padded
+from labs.parallel.config import Config, Launched, padded
 
 # -- counting communication ----------------------------------------------------------------
 
@@ -168,33 +168,58 @@ def build_mesh(cfg: Config, rank: int) -> Mesh:
 Body = Callable[[Config, Mesh, str, Traffic, Callable[[str], None], Callable[[str], None]], dict]
 
 
-def _worker(rank: int, body: Body, cfg_dict: dict, init_file: str, result_dir: str, messages: Any) -> None:
-    cfg = Config(**cfg_dict)
-    world = cfg.tp * cfg.pp * cfg.dp
+def rank_device(device: str, local_rank: int) -> str:
+    """This rank's device: one GPU per rank on its machine (NCCL), or the CPU (gloo)."""
     torch.set_num_threads(torch_threads(1))  # one core per process unless --threads says otherwise
+    if not device.startswith("cuda"):
+        return device
+    device = f"cuda:{local_rank % torch.cuda.device_count()}"
+    torch.cuda.set_device(device)
+    return device
+
+
+def rank_main(cfg: Config, body: Body, rank: int, device: str, init_method: str,
+              say: Callable[[str], None], progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    """One rank's whole life, however it was started: join the group, build the mesh, run
+    ``body``, and return every rank's result in rank order (an all-gather, so that each rank
+    can compute the same summary)."""
+    world = cfg.tp * cfg.pp * cfg.dp
     torch.manual_seed(cfg.seed)
-    device = cfg.device
-    if device.startswith("cuda"):
-        device = f"cuda:{rank % torch.cuda.device_count()}"
-        torch.cuda.set_device(device)
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    say = lambda text: messages.put(("log", rank, text))  # noqa: E731
-    progress = lambda phase: messages.put(("progress", rank, phase))  # noqa: E731
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", init_method=init_method,
+                            rank=rank, world_size=world, timeout=timedelta(seconds=cfg.timeout_s))
     try:
-        dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world,
-                                timeout=timedelta(seconds=cfg.timeout_s))
         mesh = build_mesh(cfg, rank)
         for g in (mesh.tp_group, mesh.pp_group, mesh.dp_group):
             dist.barrier(group=g)  # first use of each group by all its ranks
         result = body(cfg, mesh, device, Traffic(), say, progress)
-        dist.barrier()
-        Path(result_dir, f"rank{rank}.json").write_text(json.dumps(result))
+        results: list[Any] = [None] * world
+        dist.all_gather_object(results, result)
+        return results
+    finally:
+        dist.destroy_process_group()
+
+
+def _worker(rank: int, body: Body, cfg_dict: dict, init_file: str, result_dir: str, messages: Any) -> None:
+    cfg = Config(**cfg_dict)
+    say = lambda text: messages.put(("log", rank, text))  # noqa: E731
+    progress = lambda phase: messages.put(("progress", rank, phase))  # noqa: E731
+    try:
+        results = rank_main(cfg, body, rank, rank_device(cfg.device, rank), f"file://{init_file}", say, progress)
+        if rank == 0:
+            Path(result_dir, "results.json").write_text(json.dumps(results))
     except Exception:
         messages.put(("error", rank, traceback.format_exc()))
         raise
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+
+
+def join_launched(cfg: Config, body: Body, launched: Launched, phases: list[str],
+                  emit: Emitter) -> list[dict[str, Any]]:
+    """This process is one rank that torchrun started: meet the others at the env://
+    rendezvous (MASTER_ADDR:MASTER_PORT) and run ``body``. Rank 0 reports the phases; the
+    other ranks' emitters are silenced by the lab."""
+    report = lambda phase: emit.progress(phases.index(phase) + 1, len(phases))  # noqa: E731
+    return rank_main(cfg, body, launched.rank, rank_device(cfg.device, launched.local_rank), "env://",
+                     emit.log, report)
 
 
 def launch(cfg: Config, body: Body, phases: list[str], emit: Emitter, tmp: Path) -> list[dict[str, Any]]:
@@ -244,10 +269,7 @@ def launch(cfg: Config, body: Body, phases: list[str], emit: Emitter, tmp: Path)
             if proc.is_alive():
                 proc.kill()
         drain()
-    results = []
-    for r in range(world):
-        path = tmp / f"rank{r}.json"
-        if not path.exists():
-            raise LabFailure(f"rank {r} finished without a result")
-        results.append(json.loads(path.read_text()))
-    return results
+    path = tmp / "results.json"
+    if not path.exists():
+        raise LabFailure("the ranks finished without handing rank 0 their results")
+    return json.loads(path.read_text())
