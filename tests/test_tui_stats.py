@@ -6,8 +6,11 @@ from datetime import date, timedelta
 
 from textual.widgets import DataTable
 
+from llmcore_tui.core import fsrs_fit
+from llmcore_tui.core.srs import stored_parameters
 from llmcore_tui.tui.app import LlmcoreApp
-from llmcore_tui.tui.screens.stats import StatsScreen, heatmap_lines
+from llmcore_tui.tui.screens.stats import ConfirmSwitch, StatsScreen, heatmap_lines
+from tests.test_fsrs_fit import FITTED, canned_report
 from tests.test_stats import GOOD, REVIEW, history, review, ts  # noqa: F401 - history is a fixture
 
 
@@ -90,3 +93,54 @@ def test_heatmap_grid_is_weeks_by_weekdays():
     assert monday.endswith("[green]██[/green]")          # today, the busiest
     assert sunday.endswith("[green]░░[/green]  ")        # yesterday, a quarter of the peak; then the future
     assert lines[2].endswith("  ") and not lines[2].endswith("    ")  # Tuesday 03-03 has not come yet
+
+
+def fake_fit(history, on_progress=None, **_):
+    """The fit itself is tested in test_fsrs_fit.py; here only the screen around it."""
+    on_progress(fsrs_fit.Progress(1, 3, "held-out check"))
+    return canned_report(len(history))
+
+
+async def optimize(app, pilot, screen):
+    await app.push_screen(screen)
+    await loaded(app, pilot)
+    assert "In use: FSRS-6's default parameters" in text(screen, "#stats-fsrs")
+    await pilot.press("o")
+    await loaded(app, pilot)
+
+
+async def test_o_fits_fsrs_in_a_worker_and_switches_after_the_learner_confirms(history, monkeypatch):
+    monkeypatch.setattr(fsrs_fit, "fit", fake_fit)
+    app = LlmcoreApp(history)
+    async with app.run_test(size=(140, 80)) as pilot:
+        screen = StatsScreen()
+        await optimize(app, pilot, screen)
+        assert any(b.id == "stats.optimize" and b.key == "o" for b in screen.BINDINGS)  # shown in the footer
+        assert isinstance(app.screen, ConfirmSwitch)
+        assert "better than the defaults" in str(app.screen.query_one("#confirm-question").render())
+        figures = text(screen, "#stats-fsrs")
+        assert "in-sample" in figures and "held-out" in figures and "0.3700" in figures
+        assert stored_parameters(history.store) is None  # nothing switched before the answer
+        await pilot.press("y")
+        await loaded(app, pilot)
+        assert stored_parameters(history.store).parameters == FITTED
+        assert history.srs.scheduler.parameters == FITTED  # the scheduler Review shares, at once
+        assert "In use: parameters fitted on 2026-03-02 to 12 reviews" in text(screen, "#stats-fsrs")
+
+
+async def test_keep_leaves_the_defaults_and_too_few_reviews_are_refused_on_screen(history, monkeypatch):
+    app = LlmcoreApp(history)
+    async with app.run_test(size=(140, 80)) as pilot:
+        screen = StatsScreen()
+        await optimize(app, pilot, screen)  # the real fit: 12 reviews are far too few
+        assert app.screen is screen
+        refusal = text(screen, "#stats-fsrs")
+        assert "not enough reviews" in refusal and f"at least {fsrs_fit.MIN_REVIEWS}" in refusal
+
+        monkeypatch.setattr(fsrs_fit, "fit", fake_fit)
+        await pilot.press("o")
+        await loaded(app, pilot)
+        assert isinstance(app.screen, ConfirmSwitch)
+        await pilot.press("n")
+        await loaded(app, pilot)
+        assert app.screen is screen and stored_parameters(history.store) is None

@@ -5,21 +5,29 @@ retention, a 14-day forecast of reviews due, per-module mastery and the weakest 
 numbers come from :func:`llmcore_tui.core.stats.report`, computed on a thread worker with a
 connection of its own, so the screen paints at once even on a long history; it refreshes
 whenever the screen is shown again (or on f5).
+
+``o`` fits FSRS-6's parameters to the learner's own reviews (:mod:`llmcore_tui.core.fsrs_fit`:
+a child process, so torch never loads here), shows the figures as they come, and switches only
+after the learner confirms in a dialog.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from datetime import date, timedelta
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Header, Static
 
-from llmcore_tui.core import stats
+from llmcore_tui.core import fsrs_fit, stats
+from llmcore_tui.core.fsrs_fit import FitReport, Progress
+from llmcore_tui.core.srs import store_parameters, stored_parameters
 from llmcore_tui.core.stats import Report, Retention
 
 HEATMAP_DAYS = 84  # 12 weeks
@@ -78,9 +86,43 @@ def retention_line(name: str, retention: Retention, what: str) -> str:
             f"· desired {pct(retention.desired)} · {abs(100 * gap):.1f} points {side}")
 
 
+class ConfirmSwitch(ModalScreen[bool]):
+    """Switch to the fitted parameters? True only on an explicit yes."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Switch", id="confirm.yes", tooltip="Use the fitted parameters from now on"),
+        Binding("n,escape", "answer(False)", "Keep", id="confirm.no", tooltip="Keep the parameters in use"),
+    ]
+    DEFAULT_CSS = """
+    ConfirmSwitch { align: center middle; }
+    #confirm-box { width: 72; height: auto; border: thick $accent; padding: 1 2; background: $surface; }
+    #confirm-buttons { height: auto; margin-top: 1; }
+    #confirm-buttons Button { margin-right: 2; }
+    """
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static(escape(self.question), id="confirm-question")
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Switch (y)", variant="primary", id="confirm-yes")
+                yield Button("Keep (n)", id="confirm-no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm-yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
 class StatsScreen(Screen):
     BINDINGS = [
         Binding("f5,ctrl+r", "reload", "Refresh", id="stats.reload", tooltip="Recompute the statistics"),
+        Binding("o", "optimize", "Optimize FSRS", id="stats.optimize",
+                tooltip="Fit FSRS-6's parameters to your own reviews; asks before switching"),
         Binding("escape", "app.switch_mode('today')", "Back", id="stats.back", tooltip="Back to Today"),
     ]
 
@@ -92,6 +134,10 @@ class StatsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.report: Report | None = None
+        self.fit_report: FitReport | None = None
+        self._fit_text = ""
+        self._fitting = False
+        self._stop_fit = threading.Event()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -102,6 +148,7 @@ class StatsScreen(Screen):
             yield Static(id="stats-forecast", classes="panel")
             yield DataTable(id="stats-mastery", cursor_type="row", zebra_stripes=True)
             yield Static(id="stats-weakest", classes="panel")
+            yield Static(id="stats-fsrs", classes="panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -109,6 +156,8 @@ class StatsScreen(Screen):
         self.query_one("#stats-forecast").border_title = f"Due in the next {FORECAST_DAYS} days"
         self.query_one("#stats-weakest").border_title = "Weakest cards"
         self.query_one("#stats-retention").border_title = "Retention"
+        self.query_one("#stats-fsrs").border_title = "FSRS parameters"
+        self._show_parameters()
         table = self.query_one(DataTable)
         table.border_title = "Mastery by module"
         table.add_columns("Day", "Module", "Cards", "Recall now", "Reviews", "Lapses", "Quiz")
@@ -116,6 +165,9 @@ class StatsScreen(Screen):
 
     def on_screen_resume(self) -> None:
         self.action_reload()
+
+    def on_unmount(self) -> None:
+        self._stop_fit.set()  # the fit's child process is killed with it
 
     def action_reload(self) -> None:
         self._load()
@@ -203,3 +255,76 @@ class StatsScreen(Screen):
         lines = [f"{w.item_id} [dim]({w.module})[/dim] · recall {pct(w.retrievability)} · "
                  f"{w.lapses} lapse{'s' if w.lapses != 1 else ''} · difficulty {w.difficulty:.1f}" for w in r.weakest]
         self.query_one("#stats-weakest", Static).update("\n".join(lines))
+
+    # -- fitting FSRS to this learner ---------------------------------------------------------
+    def _show_parameters(self, extra: str = "") -> None:
+        fit = stored_parameters(self.app.course.store)  # type: ignore[attr-defined]
+        in_use = ("In use: FSRS-6's default parameters (a population average)." if fit is None else
+                  f"In use: parameters fitted on {date.fromtimestamp(fit.fitted_ts).isoformat()} to {fit.reviews} "
+                  "reviews (`llmcore-tui optimize --reset` goes back to the defaults).")
+        hint = "[dim]o: fit them to your own reviews (a minute or so; asks before switching)[/dim]"
+        self.query_one("#stats-fsrs", Static).update("\n".join([escape(in_use), *([extra] if extra else []), hint]))
+
+    def action_optimize(self) -> None:
+        if self._fitting:
+            self.notify("The fit is still running.", timeout=3)
+            return
+        self._fitting = True
+        self._stop_fit.clear()
+        self._show_parameters("Reading your reviews…")
+        self._fit()
+
+    @work(thread=True, exclusive=True, group="fsrs-fit", exit_on_error=False, description="FSRS fit")
+    def _fit(self) -> None:
+        course = self.app.course  # type: ignore[attr-defined]
+        result: FitReport | Exception
+        try:
+            with course.store.reopen() as own:
+                history = fsrs_fit.load_history(own)
+            result = fsrs_fit.fit(history, lambda p: self._from_thread(self._fit_progress, p),
+                                  cancelled=self._stop_fit.is_set)
+        except Exception as exc:  # shown on the screen: too few reviews, a failed child
+            result = exc
+        self._from_thread(self._fit_done, result)
+
+    def _from_thread(self, callback, *args) -> None:  # type: ignore[no-untyped-def]
+        try:
+            self.app.call_from_thread(callback, *args)
+        except RuntimeError:  # the app is shutting down
+            pass
+
+    def _fit_progress(self, progress: Progress) -> None:
+        if self.is_attached:
+            self._show_parameters(escape(f"Fitting [{progress.step}/{progress.steps}]: {progress.text}…"))
+
+    def _fit_done(self, result: FitReport | Exception) -> None:
+        self._fitting = False
+        if not self.is_attached:
+            return
+        if isinstance(result, Exception):
+            colour = "yellow" if isinstance(result, fsrs_fit.NotEnoughReviews) else "red"
+            self._show_parameters(f"[{colour}]{escape(str(result))}[/{colour}]")
+            return
+        self.fit_report = result
+        course = self.app.course  # type: ignore[attr-defined]
+        lines = fsrs_fit.report_lines(result, float(course.settings.get("desired_retention")))
+        verdict = fsrs_fit.verdict(result)
+        self._fit_text = escape("\n".join([*lines, verdict]))
+        self._show_parameters(self._fit_text)
+        self.app.push_screen(ConfirmSwitch(f"{verdict}\n\nSwitch to the parameters fitted to {result.reviews} "
+                                           "reviews? Each card's next rating will use them."), self._switch)
+
+    def _switch(self, accepted: bool | None) -> None:
+        if not accepted or self.fit_report is None:
+            self.notify("Kept the parameters in use.", timeout=4)
+            return
+        course = self.app.course  # type: ignore[attr-defined]
+        try:
+            store_parameters(course.store, self.fit_report.stored(course.now()))
+        except Exception as exc:  # a read-only database, say
+            self.notify(f"Not switched: {exc}", severity="error", timeout=8)
+            return
+        course.srs.use_parameters()  # the scheduler the Review screen shares
+        self.notify("Switched to your fitted FSRS parameters.", timeout=5)
+        self._show_parameters(self._fit_text)
+        self.action_reload()
