@@ -102,3 +102,30 @@ def test_undo_of_an_introduction_puts_the_card_back_in_the_queue(srs):
                                            (46 * 86400, "1.5mo"), (800 * 86400, "2.2y")])
 def test_format_interval(seconds, text):
     assert format_interval(seconds) == text
+
+
+def test_the_scheduler_uses_the_stored_fit_and_reset_returns_to_the_defaults(tmp_path):
+    from llmcore_tui.core.srs import StoredParameters, store_parameters, stored_parameters
+
+    fitted = list(fsrs.scheduler.DEFAULT_PARAMETERS)
+    fitted[3] = 3.0  # a learner for whom a first Easy holds 3 days, not 8.3
+    with Store(tmp_path / "p.db") as store:
+        assert Srs(store, fuzz=False).preview(ITEM.item_id, T0)[EASY] == 8 * 86400  # Easy on a new card: w3 days
+        store_parameters(store, StoredParameters(tuple(fitted), T0, 900, 700))
+        assert stored_parameters(store) == StoredParameters(tuple(fitted), T0, 900, 700)
+        srs = Srs(store, fuzz=False)
+        assert list(srs.scheduler.parameters) == fitted
+        assert srs.preview(ITEM.item_id, T0)[EASY] == 3 * 86400
+        store_parameters(store, None)
+        srs.use_parameters()  # what the Stats screen calls after switching
+        assert srs.scheduler.parameters == fsrs.scheduler.DEFAULT_PARAMETERS
+        assert srs.preview(ITEM.item_id, T0)[EASY] == 8 * 86400
+
+
+def test_a_stored_value_of_another_shape_means_the_defaults(tmp_path):
+    from llmcore_tui.core.srs import PARAMETERS_KEY
+
+    with Store(tmp_path / "p.db") as store:
+        for value in ({"parameters": [1.0, 2.0], "fitted_ts": T0, "reviews": 1, "cross_day": 1}, "junk", 3):
+            store.set_setting(PARAMETERS_KEY, value)
+            assert Srs(store).scheduler.parameters == fsrs.scheduler.DEFAULT_PARAMETERS
