@@ -1,18 +1,18 @@
 """The numbers and formulas on the frontier cards and quizzes of days 9, 12 and 13 (issue 15, part B):
 RL training systems, process and verifiable rewards, MoE training, long context, inference for rollouts.
 
-Each test finds a card or quiz question by id, asserts that the text states the number (in English and
-Chinese), and recomputes it: memory and KV numbers with ``llmcore_tui.core.calc``, the verifiable
-reward with the GRPO lab's own scorer (``labs._tinylm`` through ``labs.sft``'s task), and everything
-else from the definitions with numpy or torch: ring attention and Ulysses are simulated block by block
-against full attention, speculative sampling and Math-Shepherd labels are computed exactly and by
-sampling, RoPE frequencies are computed per pair. Numbers taken from a paper name the paper here.
+Each test finds a card or question by id, asserts that its text states the number (English and Chinese)
+and recomputes it: memory, KV and MoE numbers with ``llmcore_tui.core.calc``; the verifiable reward with
+the GRPO lab's own scorer; speculative sampling with ``labs.speculative``; the rest from the definitions
+(ring attention and Ulysses simulated block by block against full attention, Math-Shepherd labels and
+acceptance chains sampled, RoPE frequencies per pair). Numbers from a paper name the paper here.
 Change a formula or an example on one side only and a test here fails.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import pytest
 
 from llmcore_tui.core import calc
 from llmcore_tui.core.content import parse_card_file
-from llmcore_tui.core.quiz import parse_quiz_file
+from llmcore_tui.core.quiz import draw, parse_quiz_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = {  # file stem (same name under cards/ and quizzes/): module, day, card id prefix
@@ -68,23 +68,17 @@ def question(question_id: str):
 
 
 def numeric_answer(question_id: str) -> float:
-    q = question(question_id)
-    assert q.kind == "numeric", question_id
-    return q.value
+    assert question(question_id).kind == "numeric", question_id
+    return question(question_id).value
 
 
 def right_choice(question_id: str) -> str:
-    q = question(question_id)
-    (index,) = q.answer
-    return q.choices["en"][index]
+    (index,) = question(question_id).answer
+    return question(question_id).choices["en"][index]
 
 
 def drawn_params(question_id: str, draws: int = 20) -> list[dict]:
     """The parameters a parametric question draws, over several seeds."""
-    import random
-
-    from llmcore_tui.core.quiz import draw
-
     return [draw(question(question_id), random.Random(seed)).params for seed in range(draws)]
 
 
@@ -187,9 +181,6 @@ def test_stale_rollouts_need_the_behaviour_policy_in_the_ratio_and_clip_more():
         clipped.append(float((old * ((ratio < 0.8) | (ratio > 1.2))).sum(1).mean()))  # share of sampled tokens clipped
     assert clipped == sorted(clipped) and clipped[-1] > clipped[0]
     states("rlhf-sys-async-staleness", "\\pi_\\theta / \\pi_{\\theta_{k-n}}", "arXiv 2505.24298")
-
-
-def test_framework_citations():
     states("rlhf-sys-verl-openrlhf", "arXiv 2409.19256", "arXiv 2405.11143")  # HybridFlow; OpenRLHF
 
 
@@ -485,20 +476,18 @@ def test_yarn_ramp_counts_and_attention_temperature():
 # -- day 13: inference for rollouts ----------------------------------------------------------
 
 def test_static_batch_utilisation_and_continuous_batching():
-    lengths = [100] * 7 + [1000]
+    lengths = [100] * 7 + [1000]  # 8 slots, one long straggler
     assert sum(lengths) == 1700 and len(lengths) * max(lengths) == 8000 and round(100 * 1700 / 8000) == 21
     states("ref-inf-continuous-batching", "8 \\times 1000 = 8000", "7 \\times 100 + 1000 = 1700", "21%")
     assert numeric_answer("reference-q-inf-static-batch") == (3 * 200 + 2000) / (4 * 2000) * 100 == 32.5
     states("reference-q-inf-static-batch", "4 \\times 2000 = 8000", "3 \\times 200 + 2000 = 2600",
            "2600 / 8000 = 32.5\\%")
-
     rng = np.random.default_rng(0)  # a queue of long-tailed rollouts on 8 slots
     queue = list(np.minimum(rng.pareto(1.5, 400) * 200 + 20, 8000).astype(int))
     static_steps = sum(max(queue[i:i + 8]) * 8 for i in range(0, len(queue), 8))
     slots, waiting, steps = [0] * 8, list(queue), 0
     while waiting or any(slots):
-        slots = [left or (waiting.pop(0) if waiting else 0) for left in slots]  # refill every step
-        slots = [max(left - 1, 0) for left in slots]
+        slots = [max((left or (waiting.pop(0) if waiting else 0)) - 1, 0) for left in slots]  # refill, decode
         steps += 1
     assert sum(queue) / (8 * steps) > 2 * sum(queue) / static_steps
 
@@ -559,6 +548,27 @@ def test_speculative_sampling_reproduces_the_target_distribution():
     out = np.where(kept, draws, rng.choice(6, size=draws.size, p=residual))
     assert np.abs(np.bincount(out, minlength=6) / draws.size - p).max() < 0.005  # sampled, too
     states("ref-inf-speculative-exact", "\\min(1, p(x)/q(x))", "1 - \\mathrm{TV}(p, q)", "arXiv 2211.17192")
+
+
+def test_the_speculative_lab_keeps_the_target_distribution_and_its_control_does_not():
+    torch = pytest.importorskip("torch")
+    from labs import speculative
+
+    gen = torch.Generator().manual_seed(0)
+    p = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64)
+    q = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    rows = 200_000
+    drafted = torch.multinomial(q.expand(rows, 4), 1, replacement=True, generator=gen)  # k = 1
+    target, draft = p.expand(rows, 2, 4).contiguous(), q.expand(rows, 1, 4).contiguous()
+    beta = float(torch.minimum(p, q).sum())
+    for residual, expected in ((True, p), (False, torch.minimum(p, q) + (1 - beta) * p)):
+        kept, token = speculative.accept_reject(target, draft, drafted, gen, residual=residual)
+        first = torch.where(kept == 1, drafted[:, 0], token)
+        assert torch.allclose(torch.bincount(first, minlength=4).double() / rows, expected, atol=0.005)
+    assert not torch.allclose(torch.minimum(p, q) + (1 - beta) * p, p, atol=0.05)  # the control is visibly off
+    assert math.isclose(speculative.tokens_per_forward_formula(0.8, 4), expected_tokens(0.8, 4))
+    assert "samples $p$ instead of the residual" in _texts()["ref-inf-speculative-exact"]["en"]
+    assert "改从 $p$ 采样的对照组" in _texts()["ref-inf-speculative-exact"]["zh"]
     assert "(p - q)_+" in right_choice("reference-q-inf-spec-exact")
 
 
