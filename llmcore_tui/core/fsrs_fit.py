@@ -106,7 +106,7 @@ class FitReport:
     cross_day: int
     cards: int
     in_sample: Comparison  # the full fit, scored on the reviews it was fitted to
-    held_out: Comparison  # fitted on the earlier cards, scored on the later ones
+    held_out: Comparison  # fitted on 80 % of the cards, scored on the others
     optimal_retention: float | None  # fsrs's suggestion for the desired retention (never applied here)
     retention_note: str  # why there is none, or how it was found
 
@@ -275,7 +275,7 @@ def report_lines(report: FitReport, desired_retention: float) -> list[str]:
         f"in-sample: the fit on every card, scored on the reviews it was fitted to "
         f"({report.in_sample.default.reviews} reviews; flatters the fit)",
         *rows(report.in_sample),
-        f"held-out: fitted on the earlier cards, scored on the {held.cards} later ones "
+        f"held-out: fitted on 80% of the cards (a fixed draw), scored on the other {held.cards} "
         f"({held.default.reviews} reviews the fit never saw)",
         *rows(held),
         f"  log-loss gain of the fit: {report.in_sample.gain:+.1f} standard errors in-sample, "

@@ -1,7 +1,7 @@
 """The FSRS fit, in a child process: ``python -m llmcore_tui.workers.fsrs_fit IN.json OUT.json``.
 
 The only place that imports torch and ``fsrs.Optimizer``. Reads the history that
-:func:`llmcore_tui.core.fsrs_fit.worker_input` wrote, fits twice (on the earlier cards for the
+:func:`llmcore_tui.core.fsrs_fit.worker_input` wrote, fits twice (on 80 % of the cards for the
 held-out check, then on every card), scores the default and the fitted parameters, asks fsrs for
 the optimal desired retention, and writes the report that ``FitReport.from_json`` reads. Progress
 goes to stdout as JSON lines ``{"step", "steps", "text"}``.
@@ -135,20 +135,20 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     logs = review_logs(request["reviews"])
     fit_cards = set(request["fit_cards"])
     steps = 4 if request.get("retention", True) else 3
-    say(1, steps, f"held-out check: fitting on the earlier {len(fit_cards)} cards")
-    early = [log for log in logs if log.card_id in fit_cards]
-    early_fit = [float(p) for p in fsrs.Optimizer(early).compute_optimal_parameters()]
+    say(1, steps, f"held-out check: fitting on {len(fit_cards)} of the cards")
+    part = [log for log in logs if log.card_id in fit_cards]
+    part_fit = [float(p) for p in fsrs.Optimizer(part).compute_optimal_parameters()]
     say(2, steps, "fitting on every card")
     fitted = [float(p) for p in fsrs.Optimizer(logs).compute_optimal_parameters()]
     say(3, steps, "scoring the default and the fitted parameters")
     cards = histories(logs)
-    later = {card: reviews for card, reviews in cards.items() if card not in fit_cards}
+    others = {card: reviews for card, reviews in cards.items() if card not in fit_cards}
     report = {
         "parameters": fitted, "reviews": len(logs), "cards": len(cards),
         "cross_day": sum(1 for reviews in cards.values() for a, b in zip(reviews[:MAX_SEQ], reviews[1:MAX_SEQ])
                          if (b.review_datetime - a.review_datetime).total_seconds() >= DAY_S),
         "in_sample": comparison(default, fitted, cards),
-        "held_out": comparison(default, early_fit, later),
+        "held_out": comparison(default, part_fit, others),
         "optimal_retention": None, "retention_note": "not asked for",
     }
     if request.get("retention", True):
