@@ -125,6 +125,12 @@ def optimal_retention(logs: list[Any], parameters: list[float]) -> tuple[float |
                               f"per card remembered, from {len(timed)} timed reviews")
 
 
+def missing_packages() -> list[str]:
+    import importlib.util
+
+    return [name for name in ("torch", "pandas", "tqdm") if importlib.util.find_spec(name) is None]
+
+
 def run(request: dict[str, Any]) -> dict[str, Any]:
     import fsrs
     from fsrs import optimizer as fsrs_optimizer
@@ -162,6 +168,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m llmcore_tui.workers.fsrs_fit IN.json OUT.json", file=sys.stderr)
         return 2
     die_with_parent()
+    missing = missing_packages()
+    if missing:  # fsrs's optimizer would say only that it "is not installed"
+        print(f"the FSRS fit needs torch, pandas and tqdm; missing: {', '.join(missing)} (`make run` installs them)",
+              file=sys.stderr)
+        return 1
     try:
         request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
