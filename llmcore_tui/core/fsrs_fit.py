@@ -48,7 +48,7 @@ from llmcore_tui.core.store import Store
 
 MIN_REVIEWS = 640  # cross-day reviews; why: the module docstring
 BATCH = 512  # the optimizer's mini-batch: below it, fsrs returns the defaults unfitted
-HELD_OUT_SHARE = 0.2  # cards holding about this share of the cross-day reviews, are scored, not fitted
+HELD_OUT_SHARE = 0.2  # cards holding about this share of the cross-day reviews are scored, not fitted
 MAX_SEQ = 64  # the optimizer reads the first 64 reviews of each card
 DAY_S = 86_400
 WORKER = "llmcore_tui.workers.fsrs_fit"
@@ -184,12 +184,12 @@ def held_out_split(history: list[Review]) -> tuple[list[str], list[str]]:
 
 # -- the child process --------------------------------------------------------------------------
 
-def worker_input(history: list[Review], epochs: int | None = None, retention: bool = True) -> dict[str, Any]:
+def worker_input(history: list[Review], retention: bool = True) -> dict[str, Any]:
     """What the child reads: cards as small integers (fsrs wants int ids), the held-out split."""
     ids = {card: i + 1 for i, card in enumerate(sorted(by_card(history)))}
     fitted, _ = held_out_split(history)
     return {"reviews": [[ids[r.card], r.rating, r.ts, r.duration_ms] for r in history],
-            "fit_cards": sorted(ids[c] for c in fitted), "epochs": epochs, "retention": retention}
+            "fit_cards": sorted(ids[c] for c in fitted), "retention": retention}
 
 
 def worker_command() -> list[str]:
@@ -198,16 +198,16 @@ def worker_command() -> list[str]:
 
 def fit(history: list[Review], on_progress: Callable[[Progress], None] | None = None, *,
         cancelled: Callable[[], bool] = lambda: False, command: list[str] | None = None,
-        epochs: int | None = None, retention: bool = True) -> FitReport:
+        retention: bool = True) -> FitReport:
     """Fit in a child process and return its report; blocks, polling ``cancelled`` (then FitError).
 
-    ``epochs`` (default: the package's 5) and ``retention`` (compute the optimal retention, a
-    simulation of some seconds) exist so that tests can keep the child short.
+    ``retention=False`` skips the optimal retention (a simulation of some seconds), for tests;
+    ``command`` replaces ``python -m llmcore_tui.workers.fsrs_fit``.
     """
     check_enough(history)
     with tempfile.TemporaryDirectory(prefix="llmcore-fsrs-fit-") as tmp:
         folder = Path(tmp)
-        (folder / "in.json").write_text(json.dumps(worker_input(history, epochs, retention)), encoding="utf-8")
+        (folder / "in.json").write_text(json.dumps(worker_input(history, retention)), encoding="utf-8")
         argv = [*(command or worker_command()), str(folder / "in.json"), str(folder / "out.json")]
         try:
             with open(folder / "stderr.txt", "wb") as stderr:

@@ -133,10 +133,7 @@ def missing_packages() -> list[str]:
 
 def run(request: dict[str, Any]) -> dict[str, Any]:
     import fsrs
-    from fsrs import optimizer as fsrs_optimizer
 
-    if request.get("epochs"):
-        fsrs_optimizer.num_epochs = int(request["epochs"])  # the package's hyper-parameter (default 5)
     default = list(fsrs.scheduler.DEFAULT_PARAMETERS)
     logs = review_logs(request["reviews"])
     fit_cards = set(request["fit_cards"])
