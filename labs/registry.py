@@ -34,6 +34,7 @@ LABS: tuple[LabInfo, ...] = (
             "Policy, reference, reward and value models; clipping vs no clipping."),
     LabInfo("grpo", 8, "grpo", "Group-relative policy optimisation",
             "Group-normalised advantages without a critic on a verifiable task."),
+    LabInfo("kl_estimators", 8, "grpo", "KL estimators k1, k2, k3", "Bias, variance and the gradient each follows."),
     LabInfo("rlhf", 9, "rlhf", "The RLHF pipeline and reward hacking",
             "SFT, a Bradley-Terry reward model, then PPO with and without KL control."),
     LabInfo("cql", 10, "offline_rl", "Offline RL: DQN vs BC vs CQL",
@@ -46,6 +47,8 @@ LABS: tuple[LabInfo, ...] = (
             "KV cache bytes, online-softmax attention, decoding with and without a cache."),
     LabInfo("lora", 13, "reference", "LoRA and training memory",
             "Trainable fraction by rank, merged weights, measured memory vs the calculator."),
+    LabInfo("speculative", 13, "reference", "Speculative decoding",
+            "A tiny draft proposes, the target verifies: exact outputs, acceptance rate, tokens per forward."),
 )
 
 BY_NAME: dict[str, LabInfo] = {lab.name: lab for lab in LABS}

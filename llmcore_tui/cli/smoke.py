@@ -18,7 +18,8 @@ import typer
 
 from llmcore_tui.cli.lab import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, _fail, _store
 from llmcore_tui.core import smoke as core
-from llmcore_tui.core.labruns import LabRunError, fmt_duration, fmt_value
+from labs.protocol import fmt_duration, fmt_value
+from llmcore_tui.core.labruns import LabRunError
 
 
 class _Display:

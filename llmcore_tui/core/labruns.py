@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 from labs import protocol
-from labs.protocol import fmt_duration, fmt_value  # noqa: F401  (old import path, until the screens switch)
 from labs.registry import BY_NAME, LABS, LabInfo
 from llmcore_tui.core.labhistory import (  # noqa: F401  (names the screens, brief and smoke import from here)
     Comparison, RunRecord, compare, find_run, get_run, informative_keys, latest_runs, list_runs, load_run,

@@ -26,9 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labs.protocol import fmt_duration, fmt_value
 from labs.registry import BY_NAME, LABS
 from llmcore_tui.core import labruns
-from llmcore_tui.core.labruns import LabRunError, LabRunner, fmt_duration, fmt_value
+from llmcore_tui.core.labruns import LabRunError, LabRunner
 from llmcore_tui.core.store import Store
 
 DEFAULT_JOBS = 2  # the CI machine has two cores
