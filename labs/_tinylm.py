@@ -325,8 +325,11 @@ def recipe_key(config: dict[str, Any], sources: Sequence[bytes]) -> str:
 
 
 def save_model(path: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
-    """Write ``{config, state_dict, meta}`` atomically: to a temporary file, then rename."""
+    """Write ``{config, state_dict, meta}`` atomically: to a temporary file, then rename (a ``model=``
+    checkpoint: the folder ``path`` without its suffix, loadable with ``model=``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "save_folder"):
+        return model.save_folder(path.with_suffix(""), meta)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"config": model.config.to_dict() if hasattr(model, "config") else {}, "state_dict": state,
                "meta": meta}

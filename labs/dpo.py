@@ -68,6 +68,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from labs import _distributed as ddp
 from labs import _tinylm as tl
 from labs import sft
 from labs._runtime import LabFailure, Range
@@ -95,9 +96,12 @@ class Config:
     eval_every: int = 50
     sweep_betas: tuple[float, ...] = (0.03, 0.1, 0.3, 3.0)  # extra runs: same pairs, seed and steps
     sweep_steps: int = 200  # steps of each sweep run (a multiple of eval_every)
+    model: str = ""  # a local Hugging Face checkpoint folder to start from instead of the SFT lab's model
+    gradient_checkpointing: bool = False  # with model=: recompute activations in backward to save memory
 
     def validate(self) -> None:
-        sft.check_preset(self.sft_preset)
+        sft.check_start(self)
+        ddp.check_divides(self.batch_pairs, "batch_pairs")
         if self.sweep_betas and (self.sweep_steps > self.steps or self.sweep_steps % self.eval_every):
             raise ValueError("sweep_steps must be a multiple of eval_every and at most steps")
 
@@ -227,24 +231,27 @@ def evaluate(policy: torch.nn.Module, ref: torch.nn.Module, heldout: dict[str, A
 
 def train_dpo(cfg: Config, sft_model: torch.nn.Module, ref: torch.nn.Module, task: tl.AdditionTask, beta: float,
               steps: int, train: dict[str, Any], train_ref: tuple, heldout: dict[str, Any], heldout_ref: tuple,
-              emit: Any = None) -> tuple[torch.nn.Module, dict[int, dict[str, float]]]:
+              emit: Any = None, world: ddp.World = ddp.World()) -> tuple[torch.nn.Module, dict[int, dict[str, float]]]:
     """DPO from a fresh copy of the SFT model, the same batches for every beta.
 
     Evaluates on the held-out pairs every ``cfg.eval_every`` steps (history keyed by step) and
-    emits metrics when ``emit`` is given.
+    emits metrics when ``emit`` is given. Over several ranks each takes its slice of the same
+    batch of pairs (the loss is a mean over pairs, so DDP's average of the ranks' means is the
+    batch's) and every rank evaluates in full.
     """
     policy = tl.trainable_copy(sft_model).train()
+    forward = world.wrap(policy)
     opt, sched = tl.make_optimizer(policy.parameters(), cfg.lr, cfg.warmup_steps)
     rng = torch.Generator().manual_seed(cfg.seed)
     n = train["prompts"].shape[0]
     problems = task.eval_set(cfg.heldout_prompts)
     history: dict[int, dict[str, float]] = {}
     for step in range(1, steps + 1):
-        idx = torch.randint(0, n, (cfg.batch_pairs,), generator=rng).to(cfg.device)
+        idx = torch.randint(0, n, (cfg.batch_pairs,), generator=rng).to(cfg.device)[world.shard(cfg.batch_pairs)]
         prompts = train["prompts"][idx]
         both = torch.cat([train["chosen"][idx], train["rejected"][idx]])
-        logps = tl.sequence_logprob(policy, torch.cat([prompts, prompts]), both)
-        chosen, rejected = logps.split(cfg.batch_pairs)
+        logps = tl.sequence_logprob(forward, torch.cat([prompts, prompts]), both)
+        chosen, rejected = logps.split(len(idx))
         loss, r_w, r_l = dpo_loss(chosen, rejected, train_ref[0][idx], train_ref[1][idx], beta)
         if not torch.isfinite(loss):
             raise LabFailure(f"DPO loss became {loss.item()} at step {step} (beta={beta})")
@@ -255,11 +262,11 @@ def train_dpo(cfg: Config, sft_model: torch.nn.Module, ref: torch.nn.Module, tas
         sched.step()
         if step % cfg.eval_every == 0 or step == steps:
             history[step] = ev = evaluate(policy, ref, heldout, heldout_ref, task, problems, cfg, beta)
-            if emit is not None:
+            if emit is not None:  # the batch's means: the mean over the ranks of their equal slices' means
                 emit.metric(step, **{
-                    "losses/dpo": float(loss.detach()), "rewards/chosen": float(r_w.mean()),
-                    "rewards/rejected": float(r_l.mean()), "rewards/margin": float((r_w - r_l).mean()),
-                    "rewards/accuracy": pairwise_accuracy(r_w, r_l)[0],
+                    "losses/dpo": world.mean(loss.detach()), "rewards/chosen": world.mean(r_w.mean()),
+                    "rewards/rejected": world.mean(r_l.mean()), "rewards/margin": world.mean((r_w - r_l).mean()),
+                    "rewards/accuracy": world.mean(pairwise_accuracy(r_w, r_l)[0]),
                     **{f"eval/{k}": ev[k] for k in ("loss", "preference_accuracy", "logp_accuracy", "margin",
                                                      "chosen_reward", "rejected_reward", "chosen_logp",
                                                      "rejected_logp", "kl_to_ref", "gold_score")}})
@@ -268,11 +275,11 @@ def train_dpo(cfg: Config, sft_model: torch.nn.Module, ref: torch.nn.Module, tas
 
 
 def run(cfg: Config, emit: Any, out_dir: Path) -> None:
-    with tl.cpu_threads(cfg.threads):
-        _run(cfg, emit, out_dir)
+    with tl.cpu_threads(cfg.threads), ddp.session(cfg.device) as world:
+        _run(cfg, ddp.main_rank_reports(emit, world), out_dir, world)
 
 
-def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
+def _run(cfg: Config, emit: Any, out_dir: Path, world: ddp.World = ddp.World()) -> None:
     emit.start(cfg, total_steps=cfg.steps + cfg.sweep_steps * len(cfg.sweep_betas))
     sft_model, task = sft.start_from(cfg, emit)
     ref = tl.frozen_copy(sft_model)
@@ -292,6 +299,8 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
              f"samples at T={cfg.temperature}); e.g. {task.prompt(heldout['problems'][i])} chosen "
              f"{task.answer(heldout['problems'][i])!r}, rejected (sampled) "
              f"{tl.TOKENIZER.decode(heldout['rejected'][i].tolist())[0]!r}")
+    if world.size > 1:
+        emit.log(world.describe(cfg.batch_pairs, "pairs"))
     train_ref, heldout_ref = pair_logps(ref, train), pair_logps(ref, heldout)
     emit.log("reference log-probs computed once: pi_ref is frozen, so they never change")
 
@@ -309,7 +318,7 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
 
     # -- DPO at the default beta -----------------------------------------------------------------
     policy, history = train_dpo(cfg, sft_model, ref, task, cfg.beta, cfg.steps, train, train_ref, heldout,
-                                heldout_ref, emit=emit)
+                                heldout_ref, emit=emit, world=world)
     after = history[cfg.steps]
     gain = after["preference_accuracy"] - sft_acc
     noise = math.hypot(binomial_std(sft_acc, n_held), binomial_std(after["preference_accuracy"], n_held))
@@ -318,10 +327,10 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
              f"{gain:+.3f} = {gain / noise:.1f} binomial std ({noise:.3f} on {n_held} pairs)")
     emit.log(f"gold score {before['gold_score']:.3f} -> {after['gold_score']:.3f}, KL to reference "
              f"{after['kl_to_ref']:.3f} nats")
-    if not gain > 2 * noise:
-        raise LabFailure(f"DPO did not beat the SFT model's own ranking: {sft_acc:.3f} -> "
-                         f"{after['preference_accuracy']:.3f} (noise {noise:.3f})")
-    tl.save_model(out_dir / "dpo_policy.pt", policy, {"beta": cfg.beta, "steps": cfg.steps})
+    sft.check_claim(cfg, gain > 2 * noise, f"DPO did not beat the SFT model's own ranking: {sft_acc:.3f} -> "
+                    f"{after['preference_accuracy']:.3f} (noise {noise:.3f})", emit)
+    if world.is_main:
+        tl.save_model(out_dir / "dpo_policy.pt", policy, {"beta": cfg.beta, "steps": cfg.steps})
 
     headline = {
         "heldout_pairs": n_held, "train_pairs": n_train,
@@ -344,7 +353,7 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
         for j, beta in enumerate(cfg.sweep_betas):
             emit.log(f"beta sweep: beta={beta}, {cfg.sweep_steps} steps from the same SFT model on the same batches")
             _, sweep = train_dpo(cfg, sft_model, ref, task, beta, cfg.sweep_steps, train, train_ref, heldout,
-                                 heldout_ref)
+                                 heldout_ref, world=world)
             rows.append([beta, cfg.sweep_steps, *(sweep[cfg.sweep_steps][k] for k in keys)])
             emit.progress(cfg.steps + (j + 1) * cfg.sweep_steps)
         rows.sort(key=lambda r: r[0])

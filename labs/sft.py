@@ -330,8 +330,7 @@ def _run(cfg: Config, emit: Any, out_dir: Path, world: ddp.World = ddp.World()) 
         torch.manual_seed(cfg.seed)
         init_state = {k: v.clone() for k, v in tl.build_model(model_config_of(cfg)).state_dict().items()}
     if world.size > 1:
-        emit.log(f"data parallel over {world.size} ranks: {cfg.batch_size // world.size} of the {cfg.batch_size} "
-                 "sequences of each batch per rank, gradients averaged")
+        emit.log(world.describe(cfg.batch_size, "sequences"))
 
     def report_masked(step: int, v: dict[str, float]) -> None:
         emit.metric(step, **{"losses/train": v["train_loss"], "losses/train_completion": v["train_completion_loss"],
