@@ -161,12 +161,14 @@ def settings_set(ctx: typer.Context, key: str, value: str) -> None:
     typer.echo(f"{key} = {stored}")
 
 
-from llmcore_tui.cli import anki as _anki, brief as _brief, calc as _calc, lab as _lab, smoke as _smoke  # noqa: E402
+from llmcore_tui.cli import anki as _anki, brief as _brief, calc as _calc, lab as _lab  # noqa: E402
+from llmcore_tui.cli import optimize as _optimize, smoke as _smoke  # noqa: E402
 
 app.add_typer(_lab.app, name="lab", help="Run the labs and inspect or compare their recorded runs.")
 app.add_typer(_calc.app, name="calc", help="Memory and compute calculator (KV cache, ZeRO, LoRA, FLOPs, MoE, speculative decoding).")
 app.command("export-brief")(_brief.export_brief)
 app.command("export-anki")(_anki.export_anki)
+app.command("optimize")(_optimize.optimize)
 app.command("smoke")(_smoke.smoke)
 
 
