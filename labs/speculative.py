@@ -101,7 +101,7 @@ LIMITS = {"vocab": Range(2, 64), "support": Range(1), "seq_len": Range(4), "targ
           "prompts": Range(1), "lookaheads": Range(1), "k": Range(1), "new_tokens": Range(1), "check_draft": Range(0),
           "test_prompts": Range(1), "test_samples": Range(100), "test_tokens": Range(1, 3), "test_k": Range(1)}
 
-TOY = {"train_steps": 120, "draft_steps": (0, 40, 120, 400), "prompts": 64, "lookaheads": (1, 2, 3, 4, 6, 8),
+TOY = {"train_steps": 120, "draft_steps": (0, 30, 100, 300), "prompts": 64, "lookaheads": (1, 2, 3, 4, 6, 8),
        "test_samples": 4000}
 
 CHARTS = [
@@ -265,7 +265,7 @@ def exact_target_dist(target, prompts: torch.Tensor, n_tokens: int) -> torch.Ten
     return joint
 
 
-def chi_square(counts: torch.Tensor, probs: torch.Tensor, min_expected: float = 5.0) -> tuple[float, int]:
+def chi_square(counts: torch.Tensor, probs: torch.Tensor, min_expected: float = 10.0) -> tuple[float, int]:
     """Pearson's chi-square summed over rows (prompts), the cells of a row expecting fewer than
     `min_expected` counts pooled into one; returns (statistic, degrees of freedom)."""
     expected = probs * counts.sum(-1, keepdim=True)

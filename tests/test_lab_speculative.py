@@ -10,7 +10,7 @@ import torch
 from claims import Claim, LabResult, check_claims
 from labs import speculative as spec
 from labs._runtime import EXIT_USAGE, main, run_in_process
-from labs._tinylm import build_model, model_config
+from labs._tinylm import build_model, cpu_threads, model_config
 
 CLAIMS = [
     Claim("greedy speculative tokens that differ from the target's own greedy decoding", "greedy_mismatched_tokens",
@@ -122,7 +122,8 @@ def models():
     torch.manual_seed(0)
     target = build_model(model_config(32, 2, 4, 64, 40, 12)).eval()
     draft = build_model(model_config(16, 1, 4, 32, 40, 12)).eval()
-    return target, draft
+    with cpu_threads(1):  # tiny forwards: more threads only spin on a shared CPU (10x slower here)
+        yield target, draft
 
 
 def test_padding_and_dedup_do_not_change_the_distributions(models):
