@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmcore_tui.core.labruns import PARENT_ENV, _spawn
+from llmcore_tui.core.labruns import PARENT_ENV, spawn_child
 from llmcore_tui.core.srs import StoredParameters
-from llmcore_tui.core.stats import _valid
+from llmcore_tui.core.stats import review_in_effect_sql
 from llmcore_tui.core.store import Store
 
 MIN_REVIEWS = 640  # cross-day reviews; why: the module docstring
@@ -129,7 +129,7 @@ def load_history(store: Store) -> list[Review]:
     """Every card review still in effect, oldest first within each card."""
     rows = store.conn.execute(
         "SELECT r.item_id, r.rating, r.reviewed_ts, r.duration_ms FROM reviews r "
-        f"JOIN srs_items s ON s.item_id = r.item_id WHERE s.kind = 'card' AND {_valid()} "
+        f"JOIN srs_items s ON s.item_id = r.item_id WHERE s.kind = 'card' AND {review_in_effect_sql()} "
         "ORDER BY r.item_id, r.reviewed_ts, r.id")
     return [Review(item_id, int(rating), float(ts), None if ms is None else int(ms)) for item_id, rating, ts, ms in rows]
 
@@ -212,7 +212,7 @@ def fit(history: list[Review], on_progress: Callable[[Progress], None] | None = 
         try:
             with open(folder / "stderr.txt", "wb") as stderr:
                 # stdin stays open and unused: the child takes its end-of-file as this process's death
-                proc = _spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                proc = spawn_child(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                               start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1", **{PARENT_ENV: str(os.getpid())}))
         except OSError as exc:
             raise FitError(f"cannot start the fit ({' '.join(argv[:3])}): {exc}") from None

@@ -184,7 +184,7 @@ class LabRunner:
         writer = self.store.reopen()  # the reader thread's own connection
         try:
             with open(out_dir / "stderr.txt", "wb") as stderr_file:
-                proc = _spawn(argv, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                proc = spawn_child(argv, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=stderr_file, env=env, start_new_session=True, bufsize=0)
         except OSError as exc:
             writer.close()
@@ -219,7 +219,7 @@ def _spawner_loop() -> None:
             reply.put((None, exc))
 
 
-def _spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen:
+def spawn_child(argv: list[str], **kwargs: Any) -> subprocess.Popen:
     """``subprocess.Popen`` from the main thread or the spawner thread, never from a short-lived
     worker thread: Linux sends the parent-death signal when the forking *thread* exits."""
     global _SPAWNER

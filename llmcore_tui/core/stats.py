@@ -179,7 +179,7 @@ def _days_cte(ranges: list[tuple[date, float, float]]) -> str:
     return f"days(i, lo, hi) AS (VALUES {rows})"
 
 
-def _valid() -> str:
+def review_in_effect_sql() -> str:
     """SQL: review ``r`` is a rating still in effect (not an undo row, not undone). The undone ids
     come from a non-correlated subquery, evaluated once per statement."""
     return "r.rating IS NOT NULL AND r.id NOT IN (SELECT u.undoes FROM reviews u WHERE u.undoes IS NOT NULL)"
@@ -271,7 +271,7 @@ def true_retention(course: Course | Context, since: date | float | None = None) 
     where = "" if lo == -math.inf else f"r.reviewed_ts >= {lo!r} AND "
     passed, total = ctx.conn.execute(
         f"SELECT coalesce(sum(r.rating > 1), 0), count(*) FROM reviews r "
-        f"WHERE {where}{_valid()} AND r.state_before IS NOT NULL AND {_is_review_state('r.state_before')}"
+        f"WHERE {where}{review_in_effect_sql()} AND r.state_before IS NOT NULL AND {_is_review_state('r.state_before')}"
     ).fetchone()
     return Retention(int(passed), int(total), ctx.desired_retention)
 
@@ -300,7 +300,7 @@ def first_review_retention(course: Course | Context, days: int = 30, today: date
         # a bare column (rating) is taken from the row holding the group's min()
         f"firsts AS (SELECT days.i AS i, r.rating AS rating, min(r.reviewed_ts) "
         f"FROM days JOIN reviews r ON r.reviewed_ts >= days.lo AND r.reviewed_ts < days.hi "
-        f"WHERE {_valid()}{new_filter} GROUP BY days.i, r.item_id) "
+        f"WHERE {review_in_effect_sql()}{new_filter} GROUP BY days.i, r.item_id) "
         f"SELECT i, coalesce(sum(rating > 1), 0), count(*) FROM firsts GROUP BY i"
     ).fetchall()
     by_day = {i: (int(p), int(n)) for i, p, n in rows}
