@@ -92,6 +92,8 @@ def test_standalone_torchrun_gives_the_self_launched_numbers(self_launched, tmp_
     assert_same_numbers(events, self_launched)
     assert "started by torchrun on 1 node(s), 8 here" in " ".join(e.get("text", "") for e in events)
     assert (tmp_path / "pipeline_timelines.json").exists()
+    # all eight ranks opened the same --out folder; only rank 0 wrote to its events file
+    assert len((tmp_path / "events.jsonl").read_text().splitlines()) == len(events)
     print(f"standalone torchrun, 8 ranks: {time.monotonic() - t0:.1f} s")
 
 

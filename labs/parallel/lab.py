@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,8 +12,9 @@ from typing import Any, Callable
 import torch
 from torch.distributed.device_mesh import DeviceMesh
 
+from labs._distributed import World, main_rank_reports
 from labs._runtime import Emitter, LabFailure, torch_threads
-from labs.parallel.config import OMP_PASSIVE, Config, Launched, bubble_fraction, launched_by
+from labs.parallel.config import OMP_PASSIVE, Config, bubble_fraction, launched_by
 from labs.parallel.dp import reference_step, run_dp, run_fsdp, run_zero1
 from labs.parallel.mesh import Mesh, Traffic, join_launched, launch
 from labs.parallel.pp import run_pp, summarise_pipeline
@@ -56,31 +55,13 @@ def rel_gap(sent: float, analytic: float) -> float:
     return abs(sent - analytic) / max(1.0, abs(analytic))
 
 
-def silence(emit: Emitter) -> None:
-    """Quiet a rank other than 0 of a torchrun launch: rank 0's stream and events file speak for
-    the run. (The runtime gives every process an emitter before the lab knows its rank.)"""
-    emit.stream = io.StringIO()
-    emit.close()
-    emit._events = None
-
-
 def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
     launched = launched_by()  # torchrun started this process as one rank, or None: start the ranks here
-    if launched is None or launched.rank == 0:
-        return run_ranks(cfg, emit, out_dir, launched)
-    silence(emit)
-    try:
-        run_ranks(cfg, emit, out_dir, launched)
-    except Exception as exc:  # its stream is silenced: say it here, and torchrun stops the other ranks
-        sys.stderr.write(f"parallel: rank {launched.rank} of {launched.world_size} failed: "
-                         f"{type(exc).__name__}: {exc}\n")
-        raise
-
-
-def run_ranks(cfg: Config, emit: Emitter, out_dir: Path, launched: Launched | None) -> None:
-    """Start the ranks here (``launched`` is None) or be one of torchrun's, then report as rank 0."""
-    world = cfg.tp * cfg.pp * cfg.dp
+    if launched and launched.rank != 0:
+        # rank 0 speaks for the run; a failing rank's error still reaches the stream (the runner reports it)
+        emit = main_rank_reports(emit, World(launched.rank, launched.world_size, launched.local_rank))
     lead = launched is None or launched.rank == 0
+    world = cfg.tp * cfg.pp * cfg.dp
     emit.start(cfg, total_steps=len(PHASES))
     cores = os.cpu_count() or 1
     started = (f"started by torchrun on {launched.nodes} node(s), {launched.local_world_size} here"

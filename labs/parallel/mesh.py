@@ -216,7 +216,7 @@ def join_launched(cfg: Config, body: Body, launched: Launched, phases: list[str]
                   emit: Emitter) -> list[dict[str, Any]]:
     """This process is one rank that torchrun started: meet the others at the env://
     rendezvous (MASTER_ADDR:MASTER_PORT) and run ``body``. Rank 0 reports the phases; the
-    other ranks' emitters are silenced by the lab."""
+    other ranks report through an emitter that drops everything (see lab.run)."""
     report = lambda phase: emit.progress(phases.index(phase) + 1, len(phases))  # noqa: E731
     return rank_main(cfg, body, launched.rank, rank_device(cfg.device, launched.local_rank), "env://",
                      emit.log, report)
