@@ -21,17 +21,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, ProgressBar, Static
+from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
-from labs.protocol import Charts, LiveRun, Metric, Summary, Table
 from labs.registry import BY_NAME, LABS, LabInfo
 from llmcore_tui.core import labhistory
 from llmcore_tui.core.labruns import LabRunner, RunHandle
-from llmcore_tui.tui.widgets.lab_charts import LabCharts
 from llmcore_tui.tui.widgets.lab_lists import RUNS_LISTED, LabList, RunList
 from llmcore_tui.tui.widgets.live_feed import LiveFeed
-from llmcore_tui.tui.widgets.run_panel import RunLog, RunPanel, RunTitle
+from llmcore_tui.tui.widgets.run_view import RunView
 
 COMPARE_RUNS = 5
 
@@ -75,11 +73,7 @@ class LabsScreen(Screen):
         self.last_handle: RunHandle | None = None  # the latest run started here (for tests and the title)
         self.launching: str | None = None  # a lab whose child process is being started
         self.feed: LiveFeed | None = None  # the latest run started here, kept while another is on screen
-        self.showing_live = False  # is the live run on screen (or a recorded one)?
-        self.shown: LiveRun | None = None  # the run the charts show
-        self.shown_run: str | None = None  # its id (None before a live run has one)
         self.shown_lab: str | None = None  # whose run (or empty view) is on screen
-        self.compared: list[str] = []  # run ids overlaid on the charts by `x`
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -91,17 +85,10 @@ class LabsScreen(Screen):
                 yield Static(id="labs-about", classes="muted")
                 yield Static("Runs", id="labs-runs-title", classes="title")
                 yield RunList(id="labs-runs")
-            with Vertical(id="labs-view"):
-                yield RunTitle("Pick a lab: [b]t[/b] or [b]enter[/b] runs its toy preset, [b]f[/b] the full one.",
-                               id="labs-run-title")
-                yield ProgressBar(id="labs-progress", show_eta=True)
-                yield LabCharts(id="labs-charts")
-                yield RunPanel(id="labs-panel")
-                yield RunLog(id="labs-log")
+            yield RunView(id="labs-view")
         yield Footer(compact=True)  # every key and the palette's fit in 80 columns
 
     def on_mount(self) -> None:
-        self.progress.display = False  # shown for a live run only
         self.refresh_labs()
         self.set_interval(0.25, self._drain)
         self.lab_list.focus()
@@ -131,28 +118,16 @@ class LabsScreen(Screen):
 
     lab_list = property(lambda self: self.query_one("#labs-table", LabList))
     run_list = property(lambda self: self.query_one("#labs-runs", RunList))
-    title_line = property(lambda self: self.query_one("#labs-run-title", RunTitle))
-    progress = property(lambda self: self.query_one("#labs-progress", ProgressBar))
-    charts = property(lambda self: self.query_one("#labs-charts", LabCharts))
-    panel = property(lambda self: self.query_one("#labs-panel", RunPanel))
-    run_log = property(lambda self: self.query_one("#labs-log", RunLog))
+    view = property(lambda self: self.query_one("#labs-view", RunView))
 
-    @property
-    def live(self) -> LiveRun | None:
-        """What the latest run started here has reported so far."""
-        return None if self.feed is None else self.feed.run
-
-    @property
-    def series(self) -> dict[str, list[tuple[int, float | None]]]:
-        return {} if self.shown is None else self.shown.series
-
-    @property
-    def chart_keys(self) -> list[str]:
-        return self.charts.titles
-
-    @property
-    def clipped(self) -> dict[str, tuple[float, float]]:
-        return self.charts.clipped
+    # what is on screen, as the tests read it
+    live = property(lambda self: None if self.feed is None else self.feed.run)  # the latest run started here
+    showing_live = property(lambda self: self.view.live)
+    shown_run = property(lambda self: self.view.run_id)
+    compared = property(lambda self: self.view.compared)
+    series = property(lambda self: {} if self.view.run is None else self.view.run.series)
+    chart_keys = property(lambda self: self.view.charts.titles)
+    clipped = property(lambda self: self.view.charts.clipped)
 
     def selected_lab(self) -> str | None:
         return self.lab_list.selected
@@ -210,8 +185,7 @@ class LabsScreen(Screen):
         if runs:
             self.show_run(runs[0].id)
         else:
-            self._reset_view(None)
-            self.title_line.no_run(lab, str(self.runner.runs_dir))
+            self.view.no_run(lab, str(self.runner.runs_dir))
             self.shown_lab = lab
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -232,9 +206,7 @@ class LabsScreen(Screen):
             return
         self.launching = lab
         self.feed = LiveFeed(lab, preset)
-        self.shown_lab = lab
         self._show_live()
-        self.title_line.starting(lab, preset)
         self.refresh_bindings()
         self._run_lab(self.feed, preset == "toy")
 
@@ -259,9 +231,7 @@ class LabsScreen(Screen):
         if self.feed is not None and self.feed.lab == handle.lab:
             self.feed.out_dir = str(handle.out_dir)
         if self.showing_live:
-            self.run_log.files(handle.out_dir)
-            self.shown_run = handle.run_id
-            self.title_line.show_run(handle.lab, handle.preset, handle.run_id, "running")
+            self.view.started(handle)
         self.refresh_labs()
         self.refresh_bindings()
 
@@ -284,13 +254,9 @@ class LabsScreen(Screen):
             if handle.status == "succeeded":
                 live.done = live.total_steps
         if self.showing_live:
-            self.shown_run = handle.run_id
-            self.title_line.show_run(handle.lab, handle.preset, handle.run_id, handle.status, handle.error)
-            self._show_progress()
+            self.view.ended(handle)
         if handle.status == "succeeded":
             self.notify(f"{handle.lab} succeeded.", timeout=4)
-            if self.showing_live:
-                self.panel.headline(handle.headline or {})
         elif handle.status == "cancelled":
             self.notify(f"{handle.lab} cancelled.", severity="warning", timeout=4)
         else:
@@ -309,55 +275,25 @@ class LabsScreen(Screen):
         if self.feed is None:
             return
         events = self.feed.drain()
-        if not events or not self.showing_live:
-            return
-        self.run_log.write_events(events)
-        self._show_progress()
-        if any(isinstance(e, Summary) for e in events) and self.live and self.live.headline is not None:
-            self.panel.headline(self.live.headline)
-        if any(isinstance(e, (Metric, Table, Charts)) for e in events):
-            self.charts.redraw()
-
-    def _show_progress(self) -> None:
-        if self.live is not None:
-            self.progress.update(total=self.live.total_steps, progress=self.live.done)
+        if events and self.showing_live:
+            self.view.follow(events)
 
     def _show_live(self) -> None:
         feed = self.feed
         if feed is None:
             return
-        self._reset_view(feed.run)
-        self.showing_live = True
-        self.shown_lab = feed.lab
         handle = self.active or self.last_handle
-        if handle is not None and handle.lab == feed.lab and self.launching is None:
-            self.shown_run = handle.run_id
-            self.title_line.show_run(handle.lab, handle.preset, handle.run_id, handle.status, handle.error)
-        if feed.out_dir:
-            self.run_log.files(feed.out_dir)
-        self.run_log.write_events(list(feed.transcript))
-        self.progress.display = True
-        self._show_progress()
-        if feed.run.headline is not None:
-            self.panel.headline(feed.run.headline)
-
-    def _reset_view(self, run: LiveRun | None, run_id: str = "") -> None:
-        self.showing_live = False
-        self.shown, self.shown_run, self.compared = run, run_id or None, []
-        self.title_line.update("")
-        self.progress.display = False
-        self.run_log.clear()
-        self.panel.hide()
-        self.charts.show(run, run_id)
+        started = handle is not None and handle.lab == feed.lab and self.launching is None
+        self.view.show_live(feed, handle if started else None)
+        self.shown_lab = feed.lab
 
     def _show_error(self, message: str, in_panel: bool = True) -> None:
         self.notify(message, severity="error", timeout=10)
         if in_panel:
-            self.panel.error(message)
-            self.run_log.error(message)
+            self.view.error(message)
 
     def action_next_chart(self) -> None:
-        self.charts.next_chart()
+        self.view.charts.next_chart()
 
     # -- recorded runs -----------------------------------------------------------------------------
     def _run_to_show(self) -> str | None:
@@ -381,15 +317,8 @@ class LabsScreen(Screen):
         record = labhistory.get_run(self.course.store, run_id)
         if record is None:
             return
-        run = labhistory.load_run(self.course.store, run_id)
-        self._reset_view(run, run_id)
+        self.view.show_recorded(record, labhistory.load_run(self.course.store, run_id))
         self.shown_lab = record.lab
-        self.title_line.show_run(record.lab, record.preset, record.id, record.status, record.error)
-        self.run_log.show_record(record, run.tables.values())
-        if record.headline:
-            self.panel.headline(record.headline)
-        elif record.error:
-            self.panel.error(record.error)
 
     def action_compare(self) -> None:
         run_id = self.selected_run() if self.focused is self.run_list else None
@@ -406,7 +335,5 @@ class LabsScreen(Screen):
         ids = [run.id] + [r.id for r in earlier[:COMPARE_RUNS - 1]]
         if self.shown_run != run.id:
             self.show_run(run.id)
-        self.panel.comparison(labhistory.compare(self.course.store, ids))
-        self.compared = ids
         others = {other: labhistory.load_run(self.course.store, other) for other in ids[1:]}
-        self.charts.show(self.shown, run.id, others, keep_offset=True)
+        self.view.compare(labhistory.compare(self.course.store, ids), others)

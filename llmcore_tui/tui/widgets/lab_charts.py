@@ -15,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.markup import escape
-from textual.app import ComposeResult
+from rich.text import Text
+from textual.app import ComposeResult, RenderResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
+from textual_plotext import PlotextPlot  # loads with the Labs screen (imported on first use), not at start-up
 
 from labs.protocol import Chart, LiveRun
 from llmcore_tui.core.labhistory import informative_keys
@@ -66,15 +68,24 @@ def drawn_lines(chart: Chart, runs: dict[str, LiveRun]) -> list[Drawn]:
     return lines
 
 
+class ChartPlot(PlotextPlot):
+    """A plot that says it could not be drawn rather than stop the app (plotext raises on some
+    degenerate inputs; a chart must never take the screen down with it)."""
+
+    def render(self) -> RenderResult:
+        try:
+            return super().render()
+        except (ArithmeticError, ValueError, TypeError, IndexError) as exc:
+            return Text(f"this chart could not be drawn ({type(exc).__name__}: {exc})", style="dim")
+
+
 class ChartSlot(Vertical):
     """One chart: its title (and the y axis' name when the plot has no room for it), the plot, and
     under it what to look for."""
 
     def compose(self) -> ComposeResult:
-        from textual_plotext import PlotextPlot  # plotext loads with the Labs screen, not at start-up
-
         yield Static(classes="labs-chart-title")
-        yield PlotextPlot(classes="labs-plot")
+        yield ChartPlot(classes="labs-plot")
         yield Static(classes="labs-look-for muted")
 
     def draw(self, chart: Chart | None, lines: list[Drawn], placeholder: str = "") -> tuple[float, float] | None:
