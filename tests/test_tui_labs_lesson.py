@@ -280,3 +280,24 @@ async def test_compare_overlays_an_earlier_run_on_the_declared_chart(course):
         assert screen.chart_keys == [GAE_CHARTS[0].title]  # the declared chart, not a metric by index
         shot = app.export_screenshot()
         assert "091500-snap&#160;bias" in shot and "080000-old1&#160;bias" in shot
+
+
+async def test_a_chart_plotext_cannot_draw_says_so_and_the_screen_keeps_working(course, monkeypatch):
+    from textual_plotext.plot import Plot
+
+    from tests.test_snapshots_labs import MDP_RUN, record_run
+
+    def fail(self):
+        raise ValueError("math domain error")
+
+    record_run(course, MDP_RUN)
+    monkeypatch.setattr(Plot, "build", fail)
+    app = LlmcoreApp(course)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = LabsScreen()
+        await app.push_screen(screen)
+        await _wait(pilot, lambda: screen.shown_run == MDP_RUN)
+        await pilot.pause(0.3)
+        assert "could&#160;not&#160;be&#160;drawn" in app.export_screenshot()
+        await pilot.press("n")
+        assert screen.chart_keys and app.screen is screen
