@@ -71,8 +71,9 @@ def visible_gpus() -> list[str]:
         return []
     gpus = dict(line.split(", ", 1) for line in out.stdout.splitlines() if ", " in line)
     chosen = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if chosen is not None:
-        gpus = {i: name for i, name in gpus.items() if i in chosen.split(",")}
+    if chosen is not None and all(c.strip().isdigit() for c in chosen.split(",") if c.strip()):
+        # indices narrow the list ("" hides every GPU); UUIDs or MIG names leave nvidia-smi's list as is
+        gpus = {i: name for i, name in gpus.items() if i in [c.strip() for c in chosen.split(",")]}
     return [f"{i}: {name}" for i, name in gpus.items()]
 
 
