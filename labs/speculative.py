@@ -138,7 +138,6 @@ def train(model: torch.nn.Module, table: torch.Tensor, steps: int, cfg: Config, 
     in `save_at` (0: the initial weights) and the last batch's loss."""
     opt, sched = make_optimizer(model.parameters(), cfg.lr, warmup_steps=steps // 10)
     saved, loss = [frozen_copy(model)] if 0 in save_at else [], float("nan")
-    model.train()
     for step in range(1, steps + 1):
         batch = sample_language(table, cfg.batch, cfg.seq_len, gen).to(cfg.device)
         out = model(input_ids=batch, labels=batch)
@@ -266,14 +265,16 @@ def exact_target_dist(target, prompts: torch.Tensor, n_tokens: int) -> torch.Ten
 
 
 def chi_square(counts: torch.Tensor, probs: torch.Tensor, min_expected: float = 10.0) -> tuple[float, int]:
-    """Pearson's chi-square summed over rows (prompts), the cells of a row expecting fewer than
-    `min_expected` counts pooled into one; returns (statistic, degrees of freedom)."""
-    expected = probs * counts.sum(-1, keepdim=True)
-    big = expected >= min_expected
-    pooled_obs, pooled_exp = (counts * ~big).sum(-1), (expected * ~big).sum(-1)  # one pooled cell per row
-    pooled = pooled_exp > 0
-    stat = ((counts - expected) ** 2 / expected)[big].sum() + ((pooled_obs - pooled_exp) ** 2 / pooled_exp)[pooled].sum()
-    return float(stat), int(big.sum() + pooled.sum()) - len(counts)
+    """Pearson's chi-square over rows (prompts): (statistic, dof). Cells expecting < `min_expected` are pooled,
+    with the smallest other cell if the pool is still that small (tiny expectations give the statistic a long tail)."""
+    stat, dof = 0.0, 0
+    for observed, p in zip(counts, probs):
+        expected, order = (p * observed.sum()).sort(descending=True)
+        observed, big = observed[order], int((expected >= min_expected).sum())
+        big -= int(big > 0 and float(expected[big:].sum()) < min_expected)
+        observed, expected = (torch.cat([x[:big], x[big:].sum()[None]]) for x in (observed, expected))
+        stat, dof = stat + float(((observed - expected) ** 2 / expected).sum()), dof + big
+    return stat, dof
 
 
 def distribution_test(target, draft, prompts: torch.Tensor, cfg: Config, gen: torch.Generator,
@@ -330,8 +331,7 @@ def _run(cfg: Config, emit: Emitter) -> None:
                                                (cfg.draft_width, cfg.draft_layers, 2)))
     (target,), target_loss = train(target, table, cfg.train_steps, cfg, gen, save_at=(cfg.train_steps,))
     drafts, draft_loss = train(draft, table, cfg.draft_steps[-1], cfg, gen, save_at=cfg.draft_steps)
-    emit.log(f"loss {target_loss:.3f} (target), {draft_loss:.3f} (best draft); the language's entropy, the floor: "
-             f"{entropy:.3f} nats/token")
+    emit.log(f"loss {target_loss:.3f} (target), {draft_loss:.3f} (best draft); floor (the entropy) {entropy:.3f}")
     emit.progress(done := 1)
     prompts = sample_language(table, cfg.prompts, cfg.prompt_len, gen)
     check, best = drafts[cfg.check_draft], drafts[-1]
