@@ -61,6 +61,14 @@ async def _move_to(pilot, screen: LabsScreen, wanted, key: str) -> None:
     raise AssertionError(f"no such lab row (at {screen.selected_lab()})")
 
 
+async def _labs_showing(app: LlmcoreApp, pilot, run_id: str) -> LabsScreen:
+    """The Labs screen, once it shows ``run_id`` (the selected lab's latest run)."""
+    screen = LabsScreen()
+    await app.push_screen(screen)
+    await _wait(pilot, lambda: screen.shown_run == run_id)
+    return screen
+
+
 async def _live_screen(app: LlmcoreApp, pilot, lab: str) -> LabsScreen:
     """The Labs screen following a run of ``lab`` whose events the test feeds itself."""
     from llmcore_tui.tui.widgets.live_feed import LiveFeed
@@ -114,9 +122,7 @@ async def test_the_next_lab_and_a_run_row_show_at_once_and_a_cliff_chart_is_clip
                      (old_run, FIXED_NOW - 86400, FIXED_NOW - 86390))
     app = LlmcoreApp(course)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = LabsScreen()
-        await app.push_screen(screen)
-        await _wait(pilot, lambda: screen.shown_run == MDP_RUN)
+        screen = await _labs_showing(app, pilot, MDP_RUN)
         await pilot.pause(0.3)
         assert not screen.clipped and "y&#160;clipped" not in app.export_screenshot()  # an ordinary curve is not
         await _move_to(pilot, screen, lambda lab: lab == "td_learning", "down")
@@ -294,9 +300,7 @@ async def test_a_chart_plotext_cannot_draw_says_so_and_the_screen_keeps_working(
     monkeypatch.setattr(Plot, "build", fail)
     app = LlmcoreApp(course)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = LabsScreen()
-        await app.push_screen(screen)
-        await _wait(pilot, lambda: screen.shown_run == MDP_RUN)
+        screen = await _labs_showing(app, pilot, MDP_RUN)
         await pilot.pause(0.3)
         assert "could&#160;not&#160;be&#160;drawn" in app.export_screenshot()
         await pilot.press("n")
