@@ -52,7 +52,7 @@ class Drawn:
 
 def drawn_lines(chart: Chart, runs: dict[str, LiveRun]) -> list[Drawn]:
     """The lines of ``chart`` for one run, or for each of several compared runs (the first run's
-    reference series only: a formula is drawn once). A lone line needs no legend."""
+    reference series only: a formula is drawn once). A lone measured line needs no legend."""
     lines = []
     for i, (run_id, run) in enumerate(runs.items()):
         for line in run.chart_lines(chart):
@@ -63,8 +63,8 @@ def drawn_lines(chart: Chart, runs: dict[str, LiveRun]) -> list[Drawn]:
                 label = short_run_id(run_id) if len(chart.y) == 1 else f"{short_run_id(run_id)} {line.label}"
             xs, ys = thin_points(list(zip(line.xs, line.ys)))
             lines.append(Drawn(label, xs, ys, line.reference))
-    if len(lines) == 1:
-        lines = [Drawn(None, lines[0].xs, lines[0].ys, lines[0].reference)]
+    if len(lines) == 1 and not lines[0].reference:  # the title names it; a formula keeps its label
+        lines = [Drawn(None, lines[0].xs, lines[0].ys, False)]
     return lines
 
 
@@ -128,13 +128,16 @@ class ChartSlot(Vertical):
         robust range when a few points would flatten the rest (a log axis shows every decade)."""
         xs = [x for line in lines for x in line.xs]
         ys = [y for line in lines for y in line.ys]
-        for log, scale, set_ticks, values in ((chart.log_x, plt.xscale, plt.xticks, xs),
-                                              (chart.log_y, plt.yscale, plt.yticks, ys)):
-            if log and values:  # plotext fails to draw a log axis without a point on it
-                scale("log")
-            ticks = decade_ticks(values) if log else integer_ticks(values) if values is xs else None
-            if ticks:
-                set_ticks(*ticks)
+        if chart.log_x and xs:  # plotext fails to draw a log axis without a point on it
+            plt.xscale("log")
+        if chart.log_y and ys:
+            plt.yscale("log")
+        x_ticks = decade_ticks(xs) if chart.log_x else integer_ticks(xs)
+        y_ticks = decade_ticks(ys) if chart.log_y else None
+        if x_ticks:
+            plt.xticks(*x_ticks)
+        if y_ticks:
+            plt.yticks(*y_ticks)
         if chart.log_y:
             return None
         limits = robust_ylim(ys)
@@ -158,10 +161,10 @@ class LabCharts(Horizontal):
             yield ChartSlot(id=f"labs-chart-{i}", classes="labs-chart")
 
     def show(self, run: LiveRun | None, run_id: str = "", compared: dict[str, LiveRun] | None = None,
-             keep_offset: bool = False) -> None:
+             keep_chart: bool = False) -> None:
         """Chart ``run`` (None: nothing) and, overlaid, the ``compared`` runs (ids to runs)."""
         self.runs = {} if run is None else {run_id: run, **{k: v for k, v in (compared or {}).items() if k != run_id}}
-        if not keep_offset:
+        if not keep_chart:
             self.first_chart = 0
         self.redraw()
 

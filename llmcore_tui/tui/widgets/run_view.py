@@ -123,4 +123,4 @@ class RunView(Vertical):
         """Runs side by side in the panel, their curves overlaid on the charts."""
         self.panel.comparison(result)
         self.compared = [run.id for run in result.runs]
-        self.charts.show(self.run, self.run_id or "", others, keep_offset=True)
+        self.charts.show(self.run, self.run_id or "", others, keep_chart=True)
