@@ -10,7 +10,8 @@ the app cancels a running lab (its whole group).
 Selecting a lab (or a row of its runs) shows its latest recorded run at once: headline, tables
 and the charts its lab declares, whether it ran here, from ``llmcore-tui lab run`` or in an
 earlier session, with the folder its files are in. The screen composes the widgets and routes
-keys and messages; the widgets draw (``tui/widgets/lab_*.py``, ``run_panel.py``).
+keys and messages; the widgets draw (``tui/widgets/``: ``lab_lists``, ``run_view`` with
+``lab_charts`` and ``run_panel``; ``live_feed`` folds the running lab's events).
 """
 
 from __future__ import annotations
