@@ -8,12 +8,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmcore_tui.i18n import _, ngettext, set_language
+
 
 @dataclass
 class Options:
     db: Path
     db_source: str  # why this database: --db, LLMCORE_DB, checkout, user data folder
-    lang: str
+    lang: str  # --lang, else the locale's (the stored setting is read once the database is open)
+    lang_given: bool = False  # --lang was on the command line: it beats the stored setting
 
 
 def default_lang() -> str:
@@ -32,7 +35,7 @@ def resolve_options(db: Path | None, lang: str | None) -> Options:
         path, source = db, "--db"
     else:
         path, source = default_db_path()
-    return Options(path, source, lang or default_lang())
+    return Options(path, source, lang or default_lang(), lang is not None)
 
 
 def announce_store(store) -> None:
@@ -41,9 +44,10 @@ def announce_store(store) -> None:
     if getattr(store, "created", False):
         where = store.path.resolve()
         folders = store.created_folders
-        made = f" (and the folder{'s' if len(folders) > 1 else ''} {', '.join(str(f) for f in folders)})" if folders else ""
-        print(f"note: created a new progress database at {where}{made}. If you meant an existing one, "
-              "check the --db path.", file=sys.stderr)
+        made = " " + ngettext("(and the folder {folders})", "(and the folders {folders})", len(folders)).format(
+            folders=", ".join(str(f) for f in folders)) if folders else ""
+        print(_("note: created a new progress database at {path}{folders}. If you meant an existing one, check the "
+                "--db path.").format(path=where, folders=made), file=sys.stderr)
 
 
 def prepare_store(store) -> None:
@@ -60,7 +64,7 @@ def fail(message: str, code: int = 1):
     """Say what went wrong on stderr and return the typer exit to raise (typer loads only here)."""
     import typer
 
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(_("error: {message}").format(message=message), err=True)
     return typer.Exit(code)
 
 
@@ -74,6 +78,8 @@ def open_course(opts: Options, fuzz: bool = True):
         course = Course.open(opts.db, content_root(), cache_dir=cache_dir(), fuzz=fuzz)
     except (StoreError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
+    if not opts.lang_given and course.settings.get("lang"):  # the stored language beats the locale
+        set_language(course.settings.get("lang"))
     try:
         prepare_store(course.store)
     except StoreError as exc:

@@ -9,7 +9,8 @@ day would hide the delay and move the course's end without the learner deciding 
 visible backlog keeps the end date honest and lets a motivated learner catch up in a day.
 
 **Every action names its key**: ``r`` review or learn, ``l`` the lab, ``k`` the quiz,
-``e`` export the brief, ``+`` more new cards today, ``s`` statistics.
+``e`` export the brief, ``+`` more new cards today, ``s`` statistics. The texts are in the
+interface language (``llmcore_tui.i18n``), built when the plan is.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from llmcore_tui.core import roadmap
 from llmcore_tui.core.roadmap import Day, DayStatus, Phase
 from llmcore_tui.core.srs import count_due, introduced_since, next_due_ts
+from llmcore_tui.i18n import _, ngettext, pick
 
 if TYPE_CHECKING:
     from llmcore_tui.core.course import Course
@@ -67,10 +69,6 @@ class Plan:
         return self.actions[0].text if self.actions else ""
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
 def new_card_split(course: "Course", unlocked: set[int], introduced: dict[str, int], n: int) -> list[tuple[str, int]]:
     """Which modules the next ``n`` new cards come from, in the order ``Course.new_items`` gives
     them: every unlocked day's core cards, day by day, then the advanced ones."""
@@ -89,7 +87,8 @@ def new_card_split(course: "Course", unlocked: set[int], introduced: dict[str, i
                 left = summary.core_total(module) - core_in
             take = min(max(0, left), n)
             if take:
-                out.append((day.title["en"] + (" advanced" if advanced else ""), take))
+                title = pick(day.title)
+                out.append((_("{module} advanced").format(module=title) if advanced else title, take))
                 n -= take
     return out
 
@@ -100,15 +99,18 @@ def _day_actions(status: DayStatus, owed_cards_blocked: bool) -> list[Action]:
     for criterion in status.criteria:
         if criterion.met:
             continue
+        day = status.day.number
         if criterion.name == "lab":
-            actions.append(Action("l", f"Run the {criterion.subject} lab (day {status.day.number})"))
+            actions.append(Action("l", _("Run the {lab} lab (day {n})").format(lab=criterion.subject, n=day)))
         elif criterion.name == "quiz":
-            label = criterion.detail.replace(" not passed yet", "")
-            actions.append(Action("k", f"Take the {label} (day {status.day.number})"))
+            quiz = criterion.subject
+            title = pick(status.day.title) if quiz == status.day.module else roadmap.EXTRA_QUIZ_TITLES.get(quiz, quiz)
+            actions.append(Action("k", _("Take the {quiz} quiz (day {n})").format(quiz=title, n=day)))
         elif criterion.name == "brief":
-            actions.append(Action("e", "Export the technical brief"))
+            actions.append(Action("e", _("Export the technical brief")))
         elif criterion.name == "cards" and owed_cards_blocked:
-            actions.append(Action("+", f"Learn {CATCH_UP_STEP} more new cards today: {criterion.detail}"))
+            actions.append(Action("+", _("Learn {n} more new cards today: {detail}").format(
+                n=CATCH_UP_STEP, detail=criterion.detail)))
     return actions
 
 
@@ -122,30 +124,31 @@ def build(course: "Course") -> Plan:
     focus = open_not_done[0] if open_not_done else statuses[max(unlocked) - 1]
     complete = all(s.done for s in statuses)
     due, learning = count_due(course.store, now)
-    start, _ = course.today_bounds()
+    start, _end = course.today_bounds()
     new_today = introduced_since(course.store, start)
     new_left = course.new_left_today()
-    introduced = {m: n for m, (n, _) in counts.items()}
+    introduced = {m: n for m, (n, _due) in counts.items()}
     split = new_card_split(course, unlocked, introduced, new_left)
-    new_available = sum(n for _, n in split)
-    unseen_open = sum(n for _, n in new_card_split(course, unlocked, introduced, 10**9))
+    new_available = sum(n for _title, n in split)
+    unseen_open = sum(n for _title, n in new_card_split(course, unlocked, introduced, 10**9))
     behind = tuple(Owed(s.day, tuple(c.detail for c in s.criteria if not c.met))
                    for s in statuses if s.unlocked and not s.done and s.day.number < calendar)
 
     actions: list[Action] = []
     if due:
-        actions.append(Action("r", f"Review {plural(due, 'due card')}"))
+        actions.append(Action("r", ngettext("Review {n} due card", "Review {n} due cards", due).format(n=due)))
     if new_available:
-        parts = ", ".join(f"{n} {title}" for title, n in split)
-        actions.append(Action("r", f"Learn {plural(new_available, 'new card')} ({parts})"))
+        parts = ", ".join(_("{n} {module}").format(n=n, module=title) for title, n in split)
+        actions.append(Action("r", ngettext("Learn {n} new card ({parts})", "Learn {n} new cards ({parts})",
+                                            new_available).format(n=new_available, parts=parts)))
     for status in [s for s in statuses if s.unlocked and not s.done][:2]:
         actions += _day_actions(status, owed_cards_blocked=not new_available and unseen_open > 0)
     if complete:
-        actions += [Action("r", "Keep reviewing: FSRS brings each card back just before you would forget it"),
-                    Action("e", "Export the technical brief again"),
-                    Action("s", "See your retention and what is weakest")]
+        actions += [Action("r", _("Keep reviewing: FSRS brings each card back just before you would forget it")),
+                    Action("e", _("Export the technical brief again")),
+                    Action("s", _("See your retention and what is weakest"))]
     elif not actions:
-        actions.append(Action("r", "Nothing is due: the next card comes back later (Review says when)"))
+        actions.append(Action("r", _("Nothing is due: the next card comes back later (Review says when)")))
     return Plan(course.study_date(), calendar, focus.day, roadmap.phase_of(focus.day), focus, due, learning,
                 new_available, new_today, tuple(split), behind, tuple(actions), complete,
                 next_due_ts(course.store, now))

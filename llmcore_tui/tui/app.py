@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from llmcore_tui.core.course import Course
+from llmcore_tui.i18n import N_, _, localize_bindings, set_language
 from llmcore_tui.tui.screens.help import HelpScreen
 from llmcore_tui.tui.screens.today import TodayScreen
 
@@ -32,7 +33,8 @@ _T0 = float(os.environ.get("LLMCORE_BENCH_T0", "0") or 0)
 @dataclass(frozen=True)
 class ScreenEntry:
     """One screen of the app: its key, the mode it runs in, where it lives, and its words for the
-    key's tooltip and the command palette. Bindings, the open action and the palette come from here."""
+    key's tooltip and the command palette. Bindings, the open action and the palette come from here.
+    The words are msgids (English), translated where they are shown."""
 
     key: str
     mode: str
@@ -44,28 +46,36 @@ class ScreenEntry:
 
 
 SCREENS: tuple[ScreenEntry, ...] = (
-    ScreenEntry("t", "today", "today", "TodayScreen", "Today", "Today's plan",
-                "Today's plan: the day you are on, what is owed, the next steps with their keys"),
-    ScreenEntry("r", "review", "review", "ReviewScreen", "Review", "Review due and new cards",
-                "Review due and new cards (space reveals, 1-4 rate, u undoes)"),
-    ScreenEntry("m", "roadmap", "roadmap", "RoadmapScreen", "Roadmap", "The 14-day roadmap",
-                "The 14-day plan and the status of each day"),
-    ScreenEntry("l", "labs", "labs", "LabsScreen", "Labs", "Run the labs and watch their metrics live",
-                "Run a lab (toy or full preset), watch its metrics, compare runs"),
-    ScreenEntry("k", "quiz", "quiz", "QuizScreen", "Quiz", "Quiz on today's module (ctrl+o picks another)",
-                "Quiz on today's module; misses come back in Review"),
-    ScreenEntry("s", "stats", "stats", "StatsScreen", "Stats", "Retention, review heatmap, forecast, mastery by module",
-                "True retention vs desired, 12-week review heatmap, 14-day forecast, mastery by module"),
-    ScreenEntry("c", "calc", "calc", "CalcScreen", "Calculator", "Memory calculator: KV cache, weights, ZeRO, LoRA",
-                "KV cache, weights, ZeRO training memory and LoRA by preset"),
+    ScreenEntry("t", "today", "today", "TodayScreen", N_("Today"), N_("Today's plan"),
+                N_("Today's plan: the day you are on, what is owed, the next steps with their keys")),
+    ScreenEntry("r", "review", "review", "ReviewScreen", N_("Review"), N_("Review due and new cards"),
+                N_("Review due and new cards (space reveals, 1-4 rate, u undoes)")),
+    ScreenEntry("m", "roadmap", "roadmap", "RoadmapScreen", N_("Roadmap"), N_("The 14-day roadmap"),
+                N_("The 14-day plan and the status of each day")),
+    ScreenEntry("l", "labs", "labs", "LabsScreen", N_("Labs"), N_("Run the labs and watch their metrics live"),
+                N_("Run a lab (toy or full preset), watch its metrics, compare runs")),
+    ScreenEntry("k", "quiz", "quiz", "QuizScreen", N_("Quiz"), N_("Quiz on today's module (ctrl+o picks another)"),
+                N_("Quiz on today's module; misses come back in Review")),
+    ScreenEntry("s", "stats", "stats", "StatsScreen", N_("Stats"), N_("Retention, review heatmap, forecast, mastery by module"),
+                N_("True retention vs desired, 12-week review heatmap, 14-day forecast, mastery by module")),
+    ScreenEntry("c", "calc", "calc", "CalcScreen", N_("Calculator"), N_("Memory calculator: KV cache, weights, ZeRO, LoRA"),
+                N_("KV cache, weights, ZeRO training memory and LoRA by preset")),
 )
 SCREENS_BY_MODE = {entry.mode: entry for entry in SCREENS}
+# Textual's own words that this app shows (the footer's palette key, the palette's system commands)
+TEXTUAL_WORDS = (
+    N_("palette"), N_("Open the command palette"),
+    N_("Theme"), N_("Change the current theme"), N_("Quit"), N_("Quit the application as soon as possible"),
+    N_("Keys"), N_("Hide the keys and widget help panel"), N_("Show help for the focused widget and a summary of available keys"),
+    N_("Minimize"), N_("Minimize the widget and restore to normal size"), N_("Maximize"), N_("Maximize the focused widget"),
+    N_("Screenshot"), N_("Save an SVG 'screenshot' of the current screen"),
+)
 
 
 class LlmcoreApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "llmcore-tui"
-    SUB_TITLE = "14 days to LLM post-training"
+    SUB_TITLE = N_("14 days to LLM post-training")
     MODES = {"today": TodayScreen}
     DEFAULT_MODE = "today"
 
@@ -74,14 +84,19 @@ class LlmcoreApp(App[int]):
     BINDINGS = [
         *(Binding(s.key, f"open('{s.mode}')", s.title, id=f"go.{s.mode}", tooltip=s.tooltip, show=False)
           for s in SCREENS),
-        Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Keys and how the course works"),
-        Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit (everything is already saved)"),
+        Binding("question_mark,f1", "help", N_("Help"), id="app.help", tooltip=N_("Keys and how the course works")),
+        Binding("q", "quit", N_("Quit"), id="app.quit", tooltip=N_("Quit (everything is already saved)")),
     ]
 
     def __init__(self, course: Course, lang: str = "en"):
+        """``lang`` is the interface language for the whole app, and the card language to start
+        with (``z`` in Review switches the cards alone)."""
+        set_language(lang)
         super().__init__()
+        localize_bindings(self)
+        self.sub_title = _(self.SUB_TITLE)
         self.course = course
-        self.lang = lang
+        self.lang = lang  # the cards' language
         self._theme_loaded = False
         self.first_paint_s: float | None = None
 
@@ -95,11 +110,12 @@ class LlmcoreApp(App[int]):
             self.theme = saved
         self._theme_loaded = True
         if self.course.store.created:  # a typo in --db must not look like lost progress
-            self.notify(f"New progress database created at {self.course.store.path.resolve()}.", timeout=10)
+            self.notify(_("New progress database created at {path}.").format(path=self.course.store.path.resolve()),
+                        timeout=10)
         if self.readonly:
-            self.sub_title = "read-only: browsing, nothing is saved"
-            self.notify(f"{self.course.store.path} is read-only: you can browse, but ratings, quiz answers, "
-                        "lab runs and settings are not saved.", severity="warning", timeout=12)
+            self.sub_title = _("read-only: browsing, nothing is saved")
+            self.notify(_("{path} is read-only: you can browse, but ratings, quiz answers, lab runs and settings "
+                          "are not saved.").format(path=self.course.store.path), severity="warning", timeout=12)
 
     def watch_theme(self, theme: str) -> None:
         if self._theme_loaded and not self.readonly and theme != self.course.settings.get("theme"):
@@ -142,14 +158,16 @@ class LlmcoreApp(App[int]):
             self.push_screen(HelpScreen())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            yield SystemCommand(_(command.title), _(command.help), command.callback, command.discover)
         for entry in SCREENS:
-            yield SystemCommand(entry.title, entry.palette, partial(self.action_open, entry.mode))
-        yield SystemCommand("Export brief (HTML)", "Write brief.html (key ideas, mastery, lab evidence) to the current folder",
+            yield SystemCommand(_(entry.title), _(entry.palette), partial(self.action_open, entry.mode))
+        yield SystemCommand(_("Export brief (HTML)"),
+                            _("Write brief.html (key ideas, mastery, lab evidence) to the current folder"),
                             lambda: self.export_brief("html"))
-        yield SystemCommand("Export brief (Markdown)", "Write brief.md to the current folder",
+        yield SystemCommand(_("Export brief (Markdown)"), _("Write brief.md to the current folder"),
                             lambda: self.export_brief("md"))
-        yield SystemCommand("Help", "Keys and how the course works", self.action_help)
+        yield SystemCommand(_("Help"), _("Keys and how the course works"), self.action_help)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="brief")
     def export_brief(self, fmt: str) -> None:
@@ -157,7 +175,7 @@ class LlmcoreApp(App[int]):
         from llmcore_tui.core.brief import BriefError, default_output, write_brief
 
         path = default_output(fmt).resolve()
-        self.call_from_thread(self.notify, f"Writing {path.name}…", timeout=2)
+        self.call_from_thread(self.notify, _("Writing {name}…").format(name=path.name), timeout=2)
         # its own connection: the UI thread may be in a transaction on the app's one
         course = Course(self.course.store.reopen(), None, self.course.content_root, clock=self.course.clock,
                         cache_dir=self.course.cache_dir)
@@ -166,30 +184,34 @@ class LlmcoreApp(App[int]):
         try:
             write_brief(course, path, fmt=fmt, lang=self.lang)
         except (BriefError, OSError, StoreError) as exc:
-            self.call_from_thread(self.notify, f"Brief not written: {exc}", severity="error", timeout=10)
+            self.call_from_thread(self.notify, _("Brief not written: {error}").format(error=exc), severity="error",
+                                  timeout=10)
             return
         finally:
             course.close()
-        self.call_from_thread(self.notify, f"Brief written to {path}", timeout=8)
+        self.call_from_thread(self.notify, _("Brief written to {path}").format(path=path), timeout=8)
 
     def on_unmount(self) -> None:
         self.course.close()
 
 
-def run_app(db: Path, lang: str) -> int:
-    """Open the course and run the TUI; returns the process exit code. Errors go to stderr."""
+def run_app(db: Path, lang: str | None) -> int:
+    """Open the course and run the TUI; returns the process exit code. Errors go to stderr.
+    The language: ``lang`` (--lang), else the stored ``lang`` setting, else the locale's."""
     import sys
 
-    from llmcore_tui.cli.options import prepare_store
+    from llmcore_tui.cli.options import default_lang, prepare_store
     from llmcore_tui.core import labruns
     from llmcore_tui.core.paths import cache_dir, content_root
     from llmcore_tui.core.store import StoreError
 
     try:
         course = Course.open(db, content_root(), cache_dir=cache_dir())
+        lang = lang or course.settings.get("lang") or default_lang()
+        set_language(lang)
         prepare_store(course.store)  # says so when the database is new; marks runs a killed app left running
     except (StoreError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_("error: {message}").format(message=exc), file=sys.stderr)
         return 1
     app = LlmcoreApp(course, lang)
 

@@ -18,14 +18,17 @@ from textual.widgets.option_list import Option
 from llmcore_tui.core.mathtext import render_math
 from llmcore_tui.core.quiz import Grade
 from llmcore_tui.core.quizrun import QuizSitting, bank_of
+from llmcore_tui.i18n import N_, Localized, _, ngettext, pick
 
 LETTERS = "ABCDEFGH"
+KINDS = {"single": N_("single choice"), "multiple": N_("multiple choice"), "numeric": N_("numeric"),
+         "parametric": N_("numeric"), "recall": N_("recall")}
 
 
-class ModulePicker(ModalScreen[str | None]):
+class ModulePicker(Localized, ModalScreen[str | None]):
     """Choose the module to quiz on."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="quiz.pick.cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", N_("Cancel"), id="quiz.pick.cancel")]
     DEFAULT_CSS = """
     ModulePicker { align: center middle; }
     ModulePicker > OptionList { width: 60; height: auto; max-height: 80%; border: round $accent; }
@@ -41,22 +44,22 @@ class ModulePicker(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
-        ids = [m for m, _ in self.modules]
+        ids = [m for m, _label in self.modules]
         options.highlighted = ids.index(self.current) if self.current in ids else 0
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
 
 
-class QuizScreen(Screen):
+class QuizScreen(Localized, Screen):
     BINDINGS = [
-        Binding("enter,space", "next", "Next", id="quiz.next", tooltip="Reveal the model answer, or go on"),
-        Binding("y", "self_grade('yes')", "Knew it", id="quiz.yes", tooltip="Recall: I had it"),
-        Binding("p", "self_grade('partly')", "Partly", id="quiz.partly", tooltip="Recall: I had part of it"),
-        Binding("n", "self_grade('no')", "Missed", id="quiz.no", tooltip="Recall: I did not have it"),
-        Binding("ctrl+o", "pick_module", "Module", id="quiz.module", tooltip="Quiz another module"),
-        Binding("ctrl+n", "restart", "New sitting", id="quiz.restart", tooltip="Start this module's quiz again"),
-        Binding("escape", "back", "Back", id="quiz.back"),
+        Binding("enter,space", "next", N_("Next"), id="quiz.next", tooltip=N_("Reveal the model answer, or go on")),
+        Binding("y", "self_grade('yes')", N_("Knew it"), id="quiz.yes", tooltip=N_("Recall: I had it")),
+        Binding("p", "self_grade('partly')", N_("Partly"), id="quiz.partly", tooltip=N_("Recall: I had part of it")),
+        Binding("n", "self_grade('no')", N_("Missed"), id="quiz.no", tooltip=N_("Recall: I did not have it")),
+        Binding("ctrl+o", "pick_module", N_("Module"), id="quiz.module", tooltip=N_("Quiz another module")),
+        Binding("ctrl+n", "restart", N_("New sitting"), id="quiz.restart", tooltip=N_("Start this module's quiz again")),
+        Binding("escape", "back", N_("Back"), id="quiz.back"),
     ]
     DEFAULT_CSS = """
     QuizScreen #quiz-body { height: 1fr; padding: 0 1; }
@@ -102,7 +105,7 @@ class QuizScreen(Screen):
             self.sitting = None
             self.state = "empty"
             self.query_one("#quiz-meta", Static).update("")
-            self.query_one("#quiz-question", Static).update(f"No quiz to take: {exc}")
+            self.query_one("#quiz-question", Static).update(_("No quiz to take: {reason}").format(reason=exc))
             self.query_one("#quiz-feedback", Static).update("")
             self.query_one("#quiz-input", Input).display = False
             self.refresh_bindings()
@@ -120,19 +123,20 @@ class QuizScreen(Screen):
         question = self.query_one("#quiz-question", Static)
         feedback = self.query_one("#quiz-feedback", Static)
         entry = self.query_one("#quiz-input", Input)
-        title = sitting.title.get(lang) or sitting.title.get("en", sitting.module)
+        title = pick(sitting.title) or sitting.module
         so_far = sitting.summary()
         if self.state == "done":
             result = sitting.result or so_far
-            meta.update(f"{sitting.module} · day {sitting.day} · {title}")
-            verdict = "passed ✓" if result.passed else "not passed yet"
+            meta.update(f"{sitting.module} · " + _("day {n}").format(n=sitting.day) + f" · {title}")
+            verdict = _("passed ✓") if result.passed else _("not passed yet")
             question.update(Markdown(
-                f"## Score: {result.score:.0%} — {verdict}\n\n"
-                f"{result.correct} of {result.total} fully right (partly right answers count in part); "
-                f"the pass mark is {result.threshold:.0%}.\n\n"
-                + ("The sitting is saved. Missed questions come back in Review (**r**).\n\n"
-                   if result.correct < result.total else "The sitting is saved.\n\n") +
-                "**ctrl+n** sits this quiz again, **ctrl+o** picks another module, **escape** goes back."))
+                "## " + _("Score: {score} — {verdict}").format(score=f"{result.score:.0%}", verdict=verdict) + "\n\n"
+                + _("{correct} of {total} fully right (partly right answers count in part); the pass mark is "
+                    "{threshold}.").format(correct=result.correct, total=result.total,
+                                           threshold=f"{result.threshold:.0%}") + "\n\n"
+                + (_("The sitting is saved. Missed questions come back in Review (**r**).")
+                   if result.correct < result.total else _("The sitting is saved.")) + "\n\n"
+                + _("**ctrl+n** sits this quiz again, **ctrl+o** picks another module, **escape** goes back.")))
             feedback.update("")
             entry.display = False
             self.set_focus(None)
@@ -141,8 +145,8 @@ class QuizScreen(Screen):
         shown = sitting.current if self.state != "feedback" else sitting.questions[sitting.index - 1]
         assert shown is not None
         number = sitting.index + (0 if self.state == "feedback" else 1)
-        meta.update(f"{sitting.module} · {title} · question {number} of {sitting.total} · "
-                    f"{so_far.correct} right so far · {shown.kind}")
+        meta.update(f"{sitting.module} · {title} · " + _("question {n} of {total} · {right} right so far · {kind}").format(
+            n=number, total=sitting.total, right=so_far.correct, kind=_(KINDS.get(shown.kind, shown.kind))))
         text = shown.text_for(lang)
         choices = shown.choices_for(lang)
         if choices:
@@ -154,12 +158,12 @@ class QuizScreen(Screen):
             self.set_focus(None)
         elif self.state == "reveal":
             feedback.update(Markdown(render_math(
-                f"**Model answer:** {shown.model_answer_for(lang)}\n\n"
-                "How did you do? **y** knew it · **p** partly · **n** missed it")))
+                "**" + _("Model answer:") + f"** {shown.model_answer_for(lang)}\n\n"
+                + _("How did you do? **y** knew it · **p** partly · **n** missed it"))))
             entry.display = False
             self.set_focus(None)
         elif shown.kind == "recall":
-            feedback.update(Markdown("Answer in your head (or on paper), then press **space** to see the model answer."))
+            feedback.update(Markdown(_("Answer in your head (or on paper), then press **space** to see the model answer.")))
             entry.display = False
             self.set_focus(None)
         else:
@@ -167,12 +171,16 @@ class QuizScreen(Screen):
             entry.display = True
             entry.value = ""
             if shown.kind == "single":
-                entry.placeholder = f"one letter A-{LETTERS[len(choices) - 1]}, then Enter"
+                entry.placeholder = _("one letter A-{last}, then Enter").format(last=LETTERS[len(choices) - 1])
             elif shown.kind == "multiple":
-                entry.placeholder = f"every right letter (A-{LETTERS[len(choices) - 1]}), e.g. A,C; then Enter"
+                entry.placeholder = _("every right letter (A-{last}), e.g. A,C; then Enter").format(
+                    last=LETTERS[len(choices) - 1])
+            elif shown.unit_hint:
+                entry.placeholder = _("a number in {unit} (other units welcome), {tolerance}; then Enter").format(
+                    unit=shown.unit_hint, tolerance=shown.tolerance_hint)
             else:
-                unit = f" in {shown.unit_hint}" if shown.unit_hint else ""
-                entry.placeholder = f"a number{unit} (other units welcome), {shown.tolerance_hint}; then Enter"
+                entry.placeholder = _("a number (other units welcome), {tolerance}; then Enter").format(
+                    tolerance=shown.tolerance_hint)
             entry.focus()
         self.refresh_bindings()
 
@@ -181,14 +189,16 @@ class QuizScreen(Screen):
             return ""
         lang = self.lang
         if grade.correct:
-            head = "### ✓ Right"
+            head = "### ✓ " + _("Right")
         elif grade.score > 0:
-            head = f"### ◐ Partly right ({grade.score:.0%}) — the answer: {grade.expected_for(lang)}"
+            head = "### ◐ " + _("Partly right ({score}) — the answer: {answer}").format(
+                score=f"{grade.score:.0%}", answer=grade.expected_for(lang))
         else:
-            head = f"### ✗ Not quite — the answer: {grade.expected_for(lang)}"
-        tail = "" if grade.correct else "\n\n*This question will come back in Review.*"
-        more = "to see your score" if self.sitting and self.sitting.done else "for the next question"
-        return render_math(f"{head}\n\n{grade.explanation_for(lang)}{tail}\n\n**Enter** {more}.")
+            head = "### ✗ " + _("Not quite — the answer: {answer}").format(answer=grade.expected_for(lang))
+        tail = "" if grade.correct else "\n\n*" + _("This question will come back in Review.") + "*"
+        more = (_("**Enter** to see your score.") if self.sitting and self.sitting.done
+                else _("**Enter** for the next question."))
+        return render_math(f"{head}\n\n{grade.explanation_for(lang)}{tail}\n\n{more}")
 
     def submit(self, given: object) -> None:
         sitting = self.sitting
@@ -197,7 +207,7 @@ class QuizScreen(Screen):
         try:
             grade = sitting.answer(given, self.course.now())
         except Exception as exc:  # not stored: say so and stay on the question
-            self.notify(f"Could not save the answer: {exc}", severity="error", timeout=8)
+            self.notify(_("Could not save the answer: {error}").format(error=exc), severity="error", timeout=8)
             return
         if not grade.valid:
             self.query_one("#quiz-feedback", Static).update(f"⚠ {grade.feedback_for(self.lang)}")
@@ -235,7 +245,7 @@ class QuizScreen(Screen):
                 try:
                     sitting.finish(self.course.now())
                 except Exception as exc:
-                    self.notify(f"Could not save the sitting: {exc}", severity="error", timeout=8)
+                    self.notify(_("Could not save the sitting: {error}").format(error=exc), severity="error", timeout=8)
                     return
                 self.state = "done"
             else:
@@ -250,15 +260,16 @@ class QuizScreen(Screen):
 
     def action_pick_module(self) -> None:
         bank = bank_of(self.course)
-        lang = self.lang
         modules = []
         for module in bank.modules:
             info = bank.info(module)
-            title = (info.title.get(lang) or info.title.get("en", module)) if info else module
-            day = f"day {info.day}" if info else ""
-            modules.append((module, f"{day:>6} · {title} ({len(bank.for_module(module))} questions)"))
+            title = (pick(info.title) if info else "") or module
+            day = _("day {n}").format(n=info.day) if info else ""
+            count = len(bank.for_module(module))
+            modules.append((module, f"{day:>6} · {title} (" + ngettext("{n} question", "{n} questions", count).format(
+                n=count) + ")"))
         if not modules:
-            self.notify("There are no quizzes in the course files.", severity="warning")
+            self.notify(_("There are no quizzes in the course files."), severity="warning")
             return
 
         def chosen(module: str | None) -> None:

@@ -14,19 +14,20 @@ from textual.widgets import Button, Footer, Header, Static
 
 from llmcore_tui.core.mathtext import render_math
 from llmcore_tui.core.srs import RATING_NAMES, NewItem, ReviewQueue, interval_labels, next_due_ts
+from llmcore_tui.i18n import N_, Localized, _
 
 
-class ReviewScreen(Screen):
+class ReviewScreen(Localized, Screen):
     BINDINGS = [
-        Binding("space", "reveal", "Reveal", id="review.reveal", tooltip="Show the answer"),
-        Binding("1", "rate(1)", "Again", id="review.again", show=False),
-        Binding("2", "rate(2)", "Hard", id="review.hard", show=False),
-        Binding("3", "rate(3)", "Good", id="review.good", show=False),
-        Binding("4", "rate(4)", "Easy", id="review.easy", show=False),
-        Binding("u", "undo", "Undo", id="review.undo", tooltip="Take back the last rating"),
-        Binding("z", "toggle_lang", "EN/中文", id="review.lang", tooltip="Switch the card language"),
-        Binding("r", "refresh", "Refresh", id="review.refresh", tooltip="Look again for due and new cards"),
-        Binding("escape", "app.switch_mode('today')", "Back", id="review.back"),
+        Binding("space", "reveal", N_("Reveal"), id="review.reveal", tooltip=N_("Show the answer")),
+        Binding("1", "rate(1)", N_("Again"), id="review.again", show=False),
+        Binding("2", "rate(2)", N_("Hard"), id="review.hard", show=False),
+        Binding("3", "rate(3)", N_("Good"), id="review.good", show=False),
+        Binding("4", "rate(4)", N_("Easy"), id="review.easy", show=False),
+        Binding("u", "undo", N_("Undo"), id="review.undo", tooltip=N_("Take back the last rating")),
+        Binding("z", "toggle_lang", "EN/中文", id="review.lang", tooltip=N_("Switch the card language")),
+        Binding("r", "refresh", N_("Refresh"), id="review.refresh", tooltip=N_("Look again for due and new cards")),
+        Binding("escape", "app.switch_mode('today')", N_("Back"), id="review.back"),
     ]
 
     def __init__(self) -> None:
@@ -48,7 +49,7 @@ class ReviewScreen(Screen):
             yield Static(id="review-empty")
         with Horizontal(id="rating-bar"):
             for rating, name in RATING_NAMES.items():
-                yield Button(f"{rating} {name}", id=f"rate-{rating}", variant="primary" if rating == 3 else "default")
+                yield Button(f"{rating} {_(name)}", id=f"rate-{rating}", variant="primary" if rating == 3 else "default")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -87,7 +88,7 @@ class ReviewScreen(Screen):
             return self._quiz_text(item_id[len("quiz:"):], side, lang)
         card = self._by_id.get(item_id)
         if card is None:
-            return f"*{item_id} is no longer in the course files; rate it to let it go, or undo.*"
+            return "*" + _("{item} is no longer in the course files; rate it to let it go, or undo.").format(item=item_id) + "*"
         return render_math(card.text(side, lang))
 
     def _quiz_text(self, question_id: str, side: str, lang: str) -> str:
@@ -98,7 +99,8 @@ class ReviewScreen(Screen):
 
         question = self.course.quiz_bank.by_id.get(question_id)
         if question is None:
-            return f"*quiz question {question_id} is no longer in the course files; rate it to let it go, or undo.*"
+            return "*" + _("{item} is no longer in the course files; rate it to let it go, or undo.").format(
+                item=f"quiz:{question_id}") + "*"
         shown = draw(question, random.Random(question_id))  # same numbers on front and back
         if side == "front":
             text = shown.text_for(lang)
@@ -117,17 +119,18 @@ class ReviewScreen(Screen):
         bar = self.query_one("#rating-bar")
         if self.current is None:
             front.display = back.display = bar.display = False
-            meta.update(f"{self.reviewed} reviewed this session")
+            meta.update(_("{n} reviewed this session").format(n=self.reviewed))
             empty.display = True
-            empty.update(f"Nothing more to review right now. 🎉\n\n{self._next_due_text()}\n\n"
-                         "Press [b]r[/b] to look again, [b]t[/b] for Today, or [b]u[/b] to undo the last rating.")
+            empty.update(_("Nothing more to review right now. 🎉") + f"\n\n{self._next_due_text()}\n\n"
+                         + _("Press [b]r[/b] to look again, [b]t[/b] for Today, or [b]u[/b] to undo the last rating."))
             return
         empty.display = False
         front.display = True
         item_id = self.current_id
-        kind = "new" if isinstance(self.current, NewItem) else ("learning" if self.current["state"] in (1, 3) else "review")
+        kind = _("new") if isinstance(self.current, NewItem) else (
+            _("learning") if self.current["state"] in (1, 3) else _("review"))
         module = self.current.module if isinstance(self.current, NewItem) else self.current["module"]
-        meta.update(f"{module} · {kind} · {item_id} · {self.reviewed} reviewed this session")
+        meta.update(f"{module} · {kind} · {item_id} · " + _("{n} reviewed this session").format(n=self.reviewed))
         front.update(Markdown(self._card_text("front")))
         back.display = self.revealed
         bar.display = self.revealed
@@ -135,7 +138,7 @@ class ReviewScreen(Screen):
             back.update(Markdown(self._card_text("back")))
             labels = interval_labels(self.course.srs, item_id, self.course.now())
             for rating, name in RATING_NAMES.items():
-                self.query_one(f"#rate-{rating}", Button).label = f"{rating} {name} · {labels[rating]}"
+                self.query_one(f"#rate-{rating}", Button).label = f"{rating} {_(name)} · {labels[rating]}"
 
     def _next_due_text(self) -> str:
         from datetime import datetime
@@ -143,11 +146,12 @@ class ReviewScreen(Screen):
         now = self.course.now()
         due = next_due_ts(self.course.store, now)
         if due is None:
-            return "No card is scheduled yet."
+            return _("No card is scheduled yet.")
         hours = (due - now) / 3600
         when = datetime.fromtimestamp(due, self.course.tz)
-        wait = f"{hours * 60:.0f} min" if hours < 1 else (f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} days")
-        return f"The next card comes {when:%a %d %b %H:%M} (in {wait})."
+        wait = (_("{n} min").format(n=f"{hours * 60:.0f}") if hours < 1 else
+                _("{n} h").format(n=f"{hours:.0f}") if hours < 48 else _("{n} days").format(n=f"{hours / 24:.0f}"))
+        return _("The next card comes {when} (in {wait}).").format(when=when.strftime(_("%a %d %b %H:%M")), wait=wait)
 
     # -- actions --------------------------------------------------------------------------
     def action_refresh(self) -> None:
@@ -163,14 +167,14 @@ class ReviewScreen(Screen):
         if self.current is None or self.queue is None:
             return
         if not self.revealed:
-            self.notify("Reveal the answer first (space).", severity="warning", timeout=2)
+            self.notify(_("Reveal the answer first (space)."), severity="warning", timeout=2)
             return
         started = time.perf_counter()
         duration_ms = int((time.monotonic() - self.shown_at) * 1000)
         try:
             self.queue.rate(self.current, rating, self.course.now(), duration_ms)
         except Exception as exc:  # the rating was not stored: say so, stay on the card
-            self.notify(f"Could not save the rating: {exc}", severity="error", timeout=8)
+            self.notify(_("Could not save the rating: {error}").format(error=exc), severity="error", timeout=8)
             return
         self.reviewed += 1
         self.show_next()
@@ -185,7 +189,7 @@ class ReviewScreen(Screen):
             return
         item_id = self.queue.undo(self.course.now())
         if item_id is None:
-            self.notify("Nothing to undo.", timeout=2)
+            self.notify(_("Nothing to undo."), timeout=2)
             return
         self.reviewed = max(0, self.reviewed - 1)
         row = self.course.srs.row(item_id)
@@ -196,10 +200,11 @@ class ReviewScreen(Screen):
         self.revealed = False
         self.shown_at = time.monotonic()
         self.render_card()
-        self.notify(f"Undid the last rating of {item_id}.", timeout=2)
+        self.notify(_("Undid the last rating of {item}.").format(item=item_id), timeout=2)
 
     def action_toggle_lang(self) -> None:
+        """The cards' language, for this session; the interface keeps its language (the stored
+        ``lang`` setting chooses both at the next start, so this key does not write it)."""
         app = self.app
         app.lang = "zh" if app.lang == "en" else "en"  # type: ignore[attr-defined]
-        self.course.settings.set("lang", app.lang)  # type: ignore[attr-defined]
         self.render_card()

@@ -7,19 +7,22 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from llmcore_tui.core.roadmap import phase_of
+from llmcore_tui.i18n import N_, Localized, _, pick
+
+STATUS_LABELS = {"done": ("green", N_("done")), "open": ("yellow", N_("open")), "locked": ("dim", N_("locked"))}
 
 
-class RoadmapScreen(Screen):
+class RoadmapScreen(Localized, Screen):
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("The 14-day roadmap", classes="title")
+        yield Static(_("The 14-day roadmap"), classes="title")
         yield DataTable(id="roadmap-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="roadmap-detail", classes="panel")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("Day", "Phase", "Module", "Status", "Progress")
+        table.add_columns(_("Day"), _("Phase"), _("Module"), _("Status"), _("Progress"))
         self.refresh_table()
 
     def on_screen_resume(self) -> None:
@@ -27,7 +30,6 @@ class RoadmapScreen(Screen):
 
     def refresh_table(self) -> None:
         course = self.app.course  # type: ignore[attr-defined]
-        lang = self.app.lang  # type: ignore[attr-defined]
         self._statuses = course.day_statuses()
         current = course.calendar_day()
         table = self.query_one(DataTable)
@@ -38,8 +40,9 @@ class RoadmapScreen(Screen):
             met = sum(c.met for c in status.criteria)
             progress = f"{met}/{len(status.criteria)}" if status.criteria and status.unlocked else "—"
             marker = "▶ " if day.number == current else "  "
-            label = {"done": "[green]done[/green]", "open": "[yellow]open[/yellow]", "locked": "[dim]locked[/dim]"}[status.label]
-            table.add_row(f"{marker}{day.number}", phase_of(day).title[lang], day.title[lang], label, progress,
+            style, word = STATUS_LABELS[status.label]
+            label = f"[{style}]{_(word)}[/{style}]"
+            table.add_row(f"{marker}{day.number}", pick(phase_of(day).title), pick(day.title), label, progress,
                           key=str(day.number))
         table.move_cursor(row=row if row else current - 1)
         self.show_detail(table.cursor_row)
@@ -50,13 +53,14 @@ class RoadmapScreen(Screen):
     def show_detail(self, index: int) -> None:
         if not 0 <= index < len(getattr(self, "_statuses", [])):
             return
-        lang = self.app.lang  # type: ignore[attr-defined]
         status = self._statuses[index]
-        lines = [f"[b]Day {status.day.number}: {status.day.title[lang]}[/b] — {status.day.goal[lang]}"]
+        lines = ["[b]" + _("Day {n}: {title}").format(n=status.day.number, title=pick(status.day.title))
+                 + f"[/b] — {pick(status.day.goal)}"]
         if status.completed_on:
-            lines.append(f"[green]Completed on {status.completed_on}.[/green] Its cards keep coming back in Review.")
+            lines.append("[green]" + _("Completed on {date}.").format(date=status.completed_on) + "[/green] "
+                         + _("Its cards keep coming back in Review."))
         if not status.unlocked:
-            lines.append("[dim]Unlocks on its calendar day, or when the day before it is done.[/dim]")
+            lines.append("[dim]" + _("Unlocks on its calendar day, or when the day before it is done.") + "[/dim]")
         for criterion in status.criteria:
             lines.append(("[green]✓[/green] " if criterion.met else "[yellow]·[/yellow] ") + criterion.detail)
         self.query_one("#roadmap-detail", Static).update("\n".join(lines))
