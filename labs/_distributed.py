@@ -25,24 +25,6 @@ import torch
 
 from labs._runtime import LabUsageError
 
-LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-
-
-def under_torchrun() -> bool:
-    """True in a process that torchrun (or another launcher setting the same variables) started."""
-    return all(os.environ.get(k, "").isdigit() for k in LAUNCHER_ENV)
-
-
-def planned_world_size() -> int:
-    return int(os.environ["WORLD_SIZE"]) if under_torchrun() else 1
-
-
-def check_divides(batch: int, name: str) -> None:
-    """A global batch must split evenly over the ranks (equal shards keep the mean of means exact)."""
-    ranks = planned_world_size()
-    if batch % ranks:
-        raise LabUsageError(f"{name}={batch} does not split over {ranks} ranks: use a multiple of {ranks}")
-
 
 @dataclass(frozen=True)
 class World:
@@ -82,6 +64,11 @@ class World:
             else "broadcast_buffers"
         return DDP(model, device_ids=device_ids, **{no_sync: False})
 
+    def backward(self, share: torch.Tensor) -> None:
+        """Backward of this rank's share of a loss that sums over the ranks (its slice's sum over the
+        global count): DDP averages the ranks' gradients, so the share is scaled by the rank count."""
+        (share * self.size if self.size > 1 else share).backward()
+
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         """The sum of ``value`` over the ranks (a detached copy)."""
         total = value.detach().clone()
@@ -95,15 +82,41 @@ class World:
         return float(self.sum(value)) / self.size
 
 
+LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")  # torchrun sets them all
+
+
+def launched_world() -> World | None:
+    """This process's place when a launcher (torchrun) started it, None when none did. A half-set
+    or malformed environment is a usage error: it would otherwise hang at the rendezvous."""
+    env = os.environ
+    if "RANK" not in env and "WORLD_SIZE" not in env:
+        return None
+    missing = [k for k in LAUNCHER_ENV if not env.get(k)]
+    if missing:
+        raise LabUsageError(f"RANK or WORLD_SIZE is set but {', '.join(missing)} is not: start the ranks with "
+                            "torchrun, which sets them all")
+    if not all(env[k].isdigit() for k in LAUNCHER_ENV[:3]) or int(env["RANK"]) >= int(env["WORLD_SIZE"]):
+        raise LabUsageError(f"RANK={env['RANK']}, WORLD_SIZE={env['WORLD_SIZE']}, LOCAL_RANK={env['LOCAL_RANK']}: "
+                            "expected whole numbers with RANK < WORLD_SIZE")
+    return World(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]))
+
+
+def check_divides(batch: int, name: str) -> None:
+    """A global batch must split evenly over the ranks (equal shards keep the mean of means exact)."""
+    ranks = (launched_world() or World()).size
+    if batch % ranks:
+        raise LabUsageError(f"{name}={batch} does not split over {ranks} ranks: use a multiple of {ranks}")
+
+
 @contextlib.contextmanager
 def session(device: str) -> Iterator[World]:
     """Join the process group when torchrun started us (and leave it at the end); else one rank."""
-    if not under_torchrun():
+    world = launched_world()
+    if world is None:
         yield World()
         return
     import torch.distributed as dist
 
-    world = World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
     if device.startswith("cuda"):
         torch.cuda.set_device(world.local_rank)  # "cuda" now means this rank's GPU
     dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")

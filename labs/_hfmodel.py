@@ -185,7 +185,9 @@ def load(path: str, task: tl.AdditionTask, device: str, gradient_checkpointing: 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     dtype_arg = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"  # renamed
     hf_model = AutoModelForCausalLM.from_pretrained(_folder(path), local_files_only=True, **{dtype_arg: dtype})
-    if gradient_checkpointing:
+    if gradient_checkpointing and hasattr(hf_model, "activation_checkpointing_enable"):  # the newer name
+        hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif gradient_checkpointing:
         hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     prefix, suffix = prompt_frame(tokenizer)
     trunk = ChatTrunk(hf_model.base_model, symbol_ids(tokenizer, path), prefix, suffix, task.prompt_len)

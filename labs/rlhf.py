@@ -74,6 +74,7 @@ class Config:
     rm_steps: int = 300
     rm_batch: int = 64
     rm_lr: float = 5e-4
+    rm_norm_prompts: int = 1000  # SFT samples whose scores set the reward model's mean 0 and std 1
     # stage 3: PPO against a reward model, one run per KL coefficient
     kl_coefs: tuple[float, ...] = (0.02, 0.2, 1.0)
     iterations: int = 150
@@ -104,6 +105,7 @@ LIMITS = {
     "sft_seed": Range(0), "rm_pairs": Range(1), "rm_heldout_pairs": Range(10), "length_fraction": Range(0, 1),
     "cue_fraction": Range(0.5, 1.0),
     "rm_steps": Range(1), "rm_batch": Range(1), "rm_lr": Range(0, low_open=True), "kl_coefs": Range(0),
+    "rm_norm_prompts": Range(2),
     "iterations": Range(1), "prompts_per_iter": Range(2), "ppo_epochs": Range(1), "minibatches": Range(1),
     "lr": Range(0, low_open=True), "value_lr": Range(0, low_open=True), "warmup_steps": Range(0),
     "clip_eps": Range(0, 1, low_open=True, high_open=True), "value_clip": Range(0, low_open=True),
@@ -288,8 +290,9 @@ def _run(cfg: Config, emit: Any, out_dir: Path) -> None:
                  f"is a near miss, the chosen one is the bigger number in "
                  f"{float(pairs['chosen_bigger'][near].float().mean()):.0%}")
         rm = train_reward_model(cfg, sft_model, pairs, heldout, emit, name, len(rms) * cfg.rm_steps)
-        rm.normalise(sft_model, tl.encode_prompts(task, task.sample(random.Random(cfg.seed + 4), 1000), cfg.device),
-                     task.answer_len + 1, torch.Generator(device=cfg.device).manual_seed(cfg.seed))
+        norm_problems = task.sample(random.Random(cfg.seed + 4), cfg.rm_norm_prompts)
+        rm.normalise(sft_model, tl.encode_prompts(task, norm_problems, cfg.device), task.answer_len + 1,
+                     torch.Generator(device=cfg.device).manual_seed(cfg.seed))
         rms[name] = rm
         acc = pairwise_accuracy(rm, heldout)
         near = balanced["near_miss"]

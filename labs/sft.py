@@ -232,7 +232,7 @@ def train(cfg: Config, mask_prompt: bool = True, steps: int | None = None, init_
         if not torch.isfinite(loss):
             raise LabFailure(f"SFT loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
-        (loss * world.size if world.size > 1 else loss).backward()  # DDP averages: undo its 1/size
+        world.backward(loss)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         if (eval_along and (step + 1) % cfg.eval_every == 0) or step + 1 == steps:

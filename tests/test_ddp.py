@@ -58,18 +58,65 @@ def test_two_ranks_take_the_same_steps_as_one_process(lab, tmp_path):
     assert any("data parallel over 2 ranks" in e.get("text", "") for e in two)
 
 
+def _sft_gradient(rank: int, size: int, init_file: str, out: str) -> None:
+    """One SFT backward on a fixed global batch of 8 sequences, as rank ``rank`` of ``size``; saves the gradient."""
+    import random
+
+    import torch
+
+    from labs import _tinylm as tl
+    from labs import sft
+
+    world = ddp.World(rank, size)
+    if size > 1:
+        torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
+    torch.manual_seed(0)
+    model = tl.build_model(tl.model_config(d_model=16, n_layers=1, n_heads=2, d_ff=32))
+    task = tl.AdditionTask()
+    problems = task.sample(random.Random(0), 8)
+    answers = sft.demonstrations(task, problems, random.Random(1), cut_short=0.5)  # answers of unequal lengths
+    batch = sft.make_batch(task, problems, "cpu", answers)
+    mine = world.shard(8)
+    forward = world.wrap(model)  # held until backward: its reducer does the all-reduce
+    logits = forward(input_ids=batch["ids"][mine]).logits[:, :-1]
+    tokens = batch["completion_mask"].sum() if size > 1 else None
+    world.backward(sft.sft_loss(logits, batch["targets"][mine], batch["completion_mask"][mine], tokens))
+    if rank == 0:
+        torch.save(torch.cat([p.grad.flatten() for p in model.parameters()]), out)
+    if size > 1:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.lab
+def test_two_ranks_average_to_the_gradient_of_the_global_batch(tmp_path):
+    """Unequal token counts on the two slices: a per-rank mean, or a share not scaled back by the
+    rank count, would give another gradient (Adam's scale-invariance can hide the latter in a loss)."""
+    import torch
+    import torch.multiprocessing as mp
+
+    _sft_gradient(0, 1, "", str(tmp_path / "one.pt"))
+    mp.spawn(_sft_gradient, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "two.pt")), nprocs=2)
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert one.abs().max() > 0
+    torch.testing.assert_close(two, one, rtol=1e-5, atol=1e-7)
+
+
 def test_a_rank_takes_its_slice_of_the_global_batch():
     assert ddp.World().shard(12) == slice(None)
     assert [ddp.World(r, 3).shard(12) for r in range(3)] == [slice(0, 4), slice(4, 8), slice(8, 12)]
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_a_usage_error(monkeypatch):
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "3")
-    assert ddp.under_torchrun()
+    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "3", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(key, value)
+    assert ddp.launched_world() == ddp.World(0, 3, 0)
     with pytest.raises(LabUsageError, match="batch_size=16 does not split over 3 ranks"):
         ddp.check_divides(16, "batch_size")
     ddp.check_divides(18, "batch_size")
-    monkeypatch.delenv("RANK")
-    assert not ddp.under_torchrun() and ddp.planned_world_size() == 1
+    monkeypatch.delenv("MASTER_PORT")
+    with pytest.raises(LabUsageError, match="MASTER_PORT is not"):  # half-set: not a hang at the rendezvous
+        ddp.launched_world()
+    for key in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key)
+    assert ddp.launched_world() is None

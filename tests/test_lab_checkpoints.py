@@ -36,7 +36,7 @@ SHRUNK = {
     "grpo": ["iterations=3", "eval_every=3", "prompts_per_iter=8", "group_size=4", "eval_problems=20",
              "eval_samples=2"],
     "rlhf": ["iterations=2", "eval_every=2", "prompts_per_iter=16", "eval_problems=20", "rm_pairs=64",
-             "rm_heldout_pairs=20", "rm_steps=3", "rm_batch=16", "kl_coefs=0.1,1"],
+             "rm_heldout_pairs=20", "rm_steps=3", "rm_batch=16", "rm_norm_prompts=64", "kl_coefs=0.1,1"],
 }
 HEADLINE = {"sft": "gold_score_after", "dpo": "preference_accuracy_dpo", "ppo": "gold_score_after",
             "grpo": "pass_rate_after", "rlhf": "small_beta_gold_end"}
@@ -109,6 +109,24 @@ def test_the_wrapper_gives_the_checkpoints_own_logits_at_the_task_positions(kind
     at = [len(prefix) + t + (len(suffix) if t >= p - 1 else 0) for t in range(ids.shape[1])]
     torch.testing.assert_close(got[..., 1:], want[:, at], rtol=1e-5, atol=1e-5)
     assert torch.all(got[..., 0] == got[..., 1:].amax(-1) - hf.PAD_BELOW_BEST)  # <pad> is never an answer
+
+
+def test_gradient_checkpointing_recomputes_each_layer_and_changes_no_number(checkpoint):
+    task = tl.AdditionTask()
+    ids = torch.cat([tl.encode_prompts(task, [(435, 5), (7, 9)]), tl.encode_completions(["440", "16"], 4)], dim=1)
+    grads, checkpointed = [], []
+    for on in (False, True):
+        model = hf.load(str(checkpoint), task, "cpu", gradient_checkpointing=on).train()
+        calls = []
+        for layer in model.hf_model.base_model.layers:
+            if on:  # count the layers that run under torch's checkpoint
+                inner = layer._gradient_checkpointing_func
+                layer._gradient_checkpointing_func = lambda *a, inner=inner, **k: calls.append(1) or inner(*a, **k)
+        tl.token_logprobs(model(input_ids=ids).logits, ids).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        checkpointed.append(len(calls))
+    assert checkpointed == [0, len(model.hf_model.base_model.layers)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-7)
 
 
 def _run(lab: str, folder: Path, out_dir: Path) -> tuple[dict, list[str], float]:
