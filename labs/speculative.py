@@ -44,6 +44,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import timeit
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,13 +87,14 @@ class Config:
 
     def validate(self) -> None:  # single-field bounds are in LIMITS below
         longest = self.prompt_len + max(self.new_tokens, *self.lookaheads, self.k, self.test_k) + 1
-        for broken, message in ((list(self.draft_steps) != sorted(set(self.draft_steps)), "draft_steps: must increase"),
-                                (self.check_draft >= len(self.draft_steps), "check_draft: must index draft_steps"),
-                                (self.support > self.vocab, "support: must be at most vocab"),
-                                (self.test_prompts > self.prompts, "test_prompts: must be at most prompts"),
-                                (longest > self.seq_len, "seq_len: shorter than prompt_len + new_tokens (or k) + 1")):
-            if broken:
-                raise ValueError(message)
+        problems = {"draft_steps: must increase": list(self.draft_steps) != sorted(set(self.draft_steps)),
+                    "check_draft: must index draft_steps": self.check_draft >= len(self.draft_steps),
+                    "support: must be at most vocab": self.support > self.vocab,
+                    "draft_width, target_width: must divide by 4 heads": self.draft_width % 4 or self.target_width % 4,
+                    "test_prompts: must be at most prompts": self.test_prompts > self.prompts,
+                    "seq_len: shorter than prompt_len + new_tokens (or k) + 1": longest > self.seq_len}
+        for message in (m for m, broken in problems.items() if broken):
+            raise ValueError(message)
 
 
 LIMITS = {"vocab": Range(2, 64), "support": Range(1), "seq_len": Range(4), "target_layers": Range(1),
@@ -313,12 +315,9 @@ def measure(target, draft, prompts: torch.Tensor, k: int, cfg: Config, gen: torc
     return [alpha, measured, formula, measured / formula - 1, t["tokens"], seconds]
 
 
-def seconds_per_call(fn, repeats: int = 5) -> float:  # after one warm-up call
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) / repeats
+def seconds_per_call(fn, repeats: int = 5) -> float:
+    fn()  # warm-up
+    return timeit.timeit(fn, number=repeats) / repeats
 
 
 def _run(cfg: Config, emit: Emitter) -> None:
@@ -331,7 +330,7 @@ def _run(cfg: Config, emit: Emitter) -> None:
                                                (cfg.draft_width, cfg.draft_layers, 2)))
     (target,), target_loss = train(target, table, cfg.train_steps, cfg, gen, save_at=(cfg.train_steps,))
     drafts, draft_loss = train(draft, table, cfg.draft_steps[-1], cfg, gen, save_at=cfg.draft_steps)
-    emit.log(f"loss {target_loss:.3f} (target), {draft_loss:.3f} (best draft); floor (the entropy) {entropy:.3f}")
+    emit.log(f"loss {target_loss:.3f} (target), {draft_loss:.3f} (best draft); the chain's entropy {entropy:.3f}")
     emit.progress(done := 1)
     prompts = sample_language(table, cfg.prompts, cfg.prompt_len, gen)
     check, best = drafts[cfg.check_draft], drafts[-1]
@@ -393,7 +392,7 @@ def _run(cfg: Config, emit: Emitter) -> None:
         "greedy_drafts_rejected": rejected,
         "chi2_z_speculative": tests["speculative"]["z"], "p_value_speculative": tests["speculative"]["p_value"],
         "chi2_z_no_residual": tests["no_residual"]["z"],
-        "alpha_untrained_draft": quality_rows[0][1], "alpha_best_draft": quality_rows[-1][1],
+        "alpha_weakest_draft": quality_rows[0][1], "alpha_best_draft": quality_rows[-1][1],
         "tokens_per_target_forward_at_k": quality_rows[-1][2],
         "formula_max_rel_err": max(abs(r[4]) for r in quality_rows + k_rows),
         "draft_cost_ratio_c": c, "wall_clock_speedup": spec_tps / plain_tps, "predicted_wall_clock_speedup": predicted,
