@@ -104,7 +104,10 @@ def _day_actions(status: DayStatus, owed_cards_blocked: bool) -> list[Action]:
             actions.append(Action("l", _("Run the {lab} lab (day {n})").format(lab=criterion.subject, n=day)))
         elif criterion.name == "quiz":
             quiz = criterion.subject
-            title = pick(status.day.title) if quiz == status.day.module else roadmap.EXTRA_QUIZ_TITLES.get(quiz, quiz)
+            if quiz == status.day.module:
+                title = pick(status.day.title)
+            else:
+                title = _(roadmap.EXTRA_QUIZ_TITLES.get(quiz, quiz))
             actions.append(Action("k", _("Take the {quiz} quiz (day {n})").format(quiz=title, n=day)))
         elif criterion.name == "brief":
             actions.append(Action("e", _("Export the technical brief")))
