@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Mapping
 
 from labs._runtime import Range
 
@@ -17,48 +16,6 @@ from labs._runtime import Range
 if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 OMP_PASSIVE = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"  # else lab.run warns
-
-
-@dataclass(frozen=True)
-class Launched:
-    """This process's place in a run whose ranks a launcher started (torchrun, one per rank)."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    local_world_size: int  # ranks on this machine (one GPU each with NCCL)
-
-    @property
-    def nodes(self) -> int:
-        return -(-self.world_size // self.local_world_size)
-
-
-LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-def launched_by(environ: Mapping[str, str] = os.environ) -> Launched | None:
-    """Where torchrun put this process, from the variables it sets in every rank; None when the
-    lab should start its own ranks (no RANK and WORLD_SIZE in the environment).
-
-    Raises ValueError naming what is missing or malformed, so that a half-set environment is a
-    usage error rather than a hang at the rendezvous.
-    """
-    if "RANK" not in environ and "WORLD_SIZE" not in environ:
-        return None
-    missing = [k for k in LAUNCHER_VARS if not environ.get(k)]
-    if missing:
-        raise ValueError(f"RANK or WORLD_SIZE is set but {', '.join(missing)} is not: start the ranks with "
-                         "torchrun (it sets all of them), or unset RANK and WORLD_SIZE to let the lab start its own")
-    try:
-        world = int(environ["WORLD_SIZE"])
-        launched = Launched(int(environ["RANK"]), world, int(environ["LOCAL_RANK"]),
-                            int(environ.get("LOCAL_WORLD_SIZE", world)))
-    except ValueError:
-        raise ValueError("RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE must be whole numbers") from None
-    if not 0 <= launched.rank < world or not 0 <= launched.local_rank < launched.local_world_size:
-        raise ValueError(f"RANK={launched.rank} / LOCAL_RANK={launched.local_rank} lie outside "
-                         f"WORLD_SIZE={world} / LOCAL_WORLD_SIZE={launched.local_world_size}")
-    return launched
 
 
 @dataclass
@@ -96,10 +53,14 @@ class Config:
             raise ValueError("dp_batch must divide by dp")
         if self.batch % (self.dp * self.three_d_micro_batches):
             raise ValueError("batch must divide by dp * three_d_micro_batches (the 3-D step's micro-batches)")
-        launched = launched_by()
+        # imported here, not above: this module must load before torch (see OMP_PASSIVE); by the
+        # time a config is validated the lab, and torch with it, has loaded
+        from labs._distributed import launched_world
+
+        launched = launched_world()
         world = self.tp * self.pp * self.dp
-        if launched and launched.world_size != world:
-            raise ValueError(f"the launcher started {launched.world_size} processes but tp*pp*dp = "
+        if launched and launched.size != world:
+            raise ValueError(f"the launcher started {launched.size} processes but tp*pp*dp = "
                              f"{self.tp}*{self.pp}*{self.dp} = {world}: start {world} (--nnodes x --nproc-per-node) "
                              "or set tp, pp and dp to match")
 

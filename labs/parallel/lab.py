@@ -12,9 +12,9 @@ from typing import Any, Callable
 import torch
 from torch.distributed.device_mesh import DeviceMesh
 
-from labs._distributed import World, main_rank_reports
+from labs._distributed import launched_world, main_rank_reports
 from labs._runtime import Emitter, LabFailure, torch_threads
-from labs.parallel.config import OMP_PASSIVE, Config, bubble_fraction, launched_by
+from labs.parallel.config import OMP_PASSIVE, Config, bubble_fraction
 from labs.parallel.dp import reference_step, run_dp, run_fsdp, run_zero1
 from labs.parallel.mesh import Mesh, Traffic, join_launched, launch
 from labs.parallel.pp import run_pp, summarise_pipeline
@@ -56,22 +56,19 @@ def rel_gap(sent: float, analytic: float) -> float:
 
 
 def run(cfg: Config, emit: Emitter, out_dir: Path) -> None:
-    launched = launched_by()  # torchrun started this process as one rank, or None: start the ranks here
-    if launched and launched.rank != 0:
-        # rank 0 speaks for the run; a failing rank's error still reaches the stream (the runner reports it)
-        emit = main_rank_reports(emit, World(launched.rank, launched.world_size, launched.local_rank))
-    lead = launched is None or launched.rank == 0
+    launched = launched_world()  # torchrun started this process as one rank, or None: start the ranks here
+    lead = launched is None or launched.is_main
+    if launched:  # rank 0 speaks for the run; a failing rank's error still reaches the stream (the runner's)
+        emit = main_rank_reports(emit, launched)
     world = cfg.tp * cfg.pp * cfg.dp
     emit.start(cfg, total_steps=len(PHASES))
     cores = os.cpu_count() or 1
-    started = (f"started by torchrun on {launched.nodes} node(s), {launched.local_world_size} here"
-               if launched else "started here")
-    emit.log(f"{world} processes (tp={cfg.tp} x pp={cfg.pp} x dp={cfg.dp}) {started}, {cores} cores on this "
-             f"machine, {'nccl' if cfg.device.startswith('cuda') else 'gloo'} backend")
-    ranks_here = launched.local_world_size if launched else world
-    if cfg.device.startswith("cuda") and torch.cuda.device_count() < ranks_here:
-        raise LabFailure(f"NCCL needs one GPU per process: {ranks_here} processes on this machine, "
-                         f"{torch.cuda.device_count()} GPUs; lower tp/pp/dp or use --device cpu")
+    emit.log(f"{world} processes (tp={cfg.tp} x pp={cfg.pp} x dp={cfg.dp}) "
+             f"{'started by torchrun' if launched else 'started here'}, {cores} cores on this machine, "
+             f"{'nccl' if cfg.device.startswith('cuda') else 'gloo'} backend")
+    if cfg.device.startswith("cuda") and not launched and torch.cuda.device_count() < world:
+        raise LabFailure(f"NCCL needs one GPU per process: {world} processes, {torch.cuda.device_count()} GPUs; "
+                         "lower tp/pp/dp or use --device cpu")
     if torch_threads(1) > 1 and not OMP_PASSIVE:
         emit.log("warning: torch was loaded before this lab could set OMP_WAIT_POLICY=PASSIVE; with more than one "
                  "thread per rank, spinning OpenMP threads slow the ranks and inflate the pipeline's measured "

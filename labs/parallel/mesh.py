@@ -27,7 +27,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from labs._runtime import Emitter, LabFailure, torch_threads
-from labs.parallel.config import Config, Launched, padded
+from labs._distributed import World
+from labs.parallel.config import Config, padded
 
 # -- counting communication ----------------------------------------------------------------
 
@@ -212,14 +213,15 @@ def _worker(rank: int, body: Body, cfg_dict: dict, init_file: str, result_dir: s
         raise
 
 
-def join_launched(cfg: Config, body: Body, launched: Launched, phases: list[str],
-                  emit: Emitter) -> list[dict[str, Any]]:
+def join_launched(cfg: Config, body: Body, world: World, phases: list[str], emit: Emitter) -> list[dict[str, Any]]:
     """This process is one rank that torchrun started: meet the others at the env://
     rendezvous (MASTER_ADDR:MASTER_PORT) and run ``body``. Rank 0 reports the phases; the
     other ranks report through an emitter that drops everything (see lab.run)."""
+    if cfg.device.startswith("cuda") and world.local_rank >= torch.cuda.device_count():
+        raise LabFailure(f"rank {world.rank}: NCCL needs one GPU per rank, and LOCAL_RANK={world.local_rank} has "
+                         f"none ({torch.cuda.device_count()} GPUs on this machine): start fewer ranks per machine")
     report = lambda phase: emit.progress(phases.index(phase) + 1, len(phases))  # noqa: E731
-    return rank_main(cfg, body, launched.rank, rank_device(cfg.device, launched.local_rank), "env://",
-                     emit.log, report)
+    return rank_main(cfg, body, world.rank, rank_device(cfg.device, world.local_rank), "env://", emit.log, report)
 
 
 def launch(cfg: Config, body: Body, phases: list[str], emit: Emitter, tmp: Path) -> list[dict[str, Any]]:
