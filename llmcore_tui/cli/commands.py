@@ -181,7 +181,7 @@ app.add_typer(_calc.app, name="calc",
 app.command("export-brief")(_brief.export_brief)
 app.command("export-anki")(_anki.export_anki)
 app.command("optimize")(_optimize.optimize)
-app.command("smoke")(_smoke.smoke)
+app.command("smoke", help=_smoke.HELP)(_smoke.smoke)
 
 
 def cli_command(argv: list[str]):

@@ -20,6 +20,9 @@ from llmcore_tui.cli.lab import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, _fail
 from llmcore_tui.core import smoke as core
 from labs.protocol import fmt_duration, fmt_value
 from llmcore_tui.core.labruns import LabRunError
+from llmcore_tui.i18n import N_, _, ngettext
+
+HELP = N_("Run every lab's --toy preset (or --labs a,b), --jobs at a time; write JSON and Markdown reports.")
 
 
 class _Display:
@@ -65,7 +68,7 @@ class _Display:
             if task is not None:
                 self.progress.remove_task(task)
             self.progress.update(self.overall, completed=finished)
-        status = result.status + (" (timed out)" if result.timed_out else "")
+        status = result.status + (" " + _("(timed out)") if result.timed_out else "")
         count = f"[{finished:>{len(str(self.total))}}/{self.total}]"
         line = f"{count} {result.lab:<12} {status:<20} {fmt_duration(result.seconds):>7}"
         if result.ok:
@@ -82,36 +85,38 @@ class _Display:
 
 def smoke(
     ctx: typer.Context,
-    labs: Optional[str] = typer.Option(None, "--labs", help="only these labs, comma-separated: a,b (default: all)",
+    labs: Optional[str] = typer.Option(None, "--labs", help=N_("only these labs, comma-separated: a,b (default: all)"),
                                        show_default=False),
-    jobs: int = typer.Option(core.DEFAULT_JOBS, "--jobs", "-j", min=1, help="how many labs run at once"),
+    jobs: int = typer.Option(core.DEFAULT_JOBS, "--jobs", "-j", min=1, help=N_("how many labs run at once")),
     timeout: float = typer.Option(core.DEFAULT_TIMEOUT_S, "--timeout", min=1,
-                                  help="seconds one lab may run before it is cancelled and counted failed"),
-    out: Optional[Path] = typer.Option(None, "--out", help="folder for the reports "
-                                       "(default: output/smoke_reports/ of the checkout)", show_default=False),
+                                  help=N_("seconds one lab may run before it is cancelled and counted failed")),
+    out: Optional[Path] = typer.Option(None, "--out", help=N_("folder for the reports (default: output/smoke_reports/ "
+                                                              "of the checkout)"), show_default=False),
 ) -> None:
-    """Run every lab's --toy preset (or --labs a,b), --jobs at a time; write JSON and Markdown reports."""
+    # its help (HELP) is given where commands.py registers it: a docstring is not in the catalog
     try:
         names = core.resolve_labs(labs)
     except LabRunError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
     display = _Display(len(names))
-    display.say(f"smoke: {len(names)} lab{'s' if len(names) != 1 else ''} ({', '.join(names)}), toy preset, "
-                f"{jobs} at a time, timeout {timeout:g} s")
+    display.say(ngettext("smoke: {n} lab ({names}), toy preset, {jobs} at a time, timeout {timeout} s",
+                         "smoke: {n} labs ({names}), toy preset, {jobs} at a time, timeout {timeout} s", len(names))
+                .format(n=len(names), names=", ".join(names), jobs=jobs, timeout=f"{timeout:g}"))
     store = _store(ctx)
     try:
         report = core.run_smoke(store, names, jobs=jobs, timeout_s=timeout, out_dir=out, on_update=display.update)
     except KeyboardInterrupt:
         display.close()
-        raise _fail("interrupted: the running labs were cancelled; no report was written", EXIT_INTERRUPTED) from None
+        raise _fail(_("interrupted: the running labs were cancelled; no report was written"), EXIT_INTERRUPTED) from None
     finally:
         display.close()
         store.close()
     totals = report.totals()
-    verdict = "all labs succeeded" if report.ok else f"{totals['failed']} of {totals['labs']} labs failed"
-    typer.echo(f"{verdict} in {fmt_duration(report.wall_seconds)} "
-               f"({totals['succeeded']} succeeded, {totals['failed']} failed)")
-    typer.echo(f"report: {report.md_path}")
-    typer.echo(f"json:   {report.json_path}")
+    verdict = _("all labs succeeded") if report.ok else _("{failed} of {labs} labs failed").format(
+        failed=totals["failed"], labs=totals["labs"])
+    typer.echo(_("{verdict} in {time} ({succeeded} succeeded, {failed} failed)").format(
+        verdict=verdict, time=fmt_duration(report.wall_seconds), succeeded=totals["succeeded"], failed=totals["failed"]))
+    typer.echo(_("report: {path}").format(path=report.md_path))
+    typer.echo(_("json:   {path}").format(path=report.json_path))
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
