@@ -93,7 +93,8 @@ def launched_world() -> World | None:
         return None
     missing = [k for k in LAUNCHER_ENV if not env.get(k)]
     if missing:
-        raise LabUsageError(f"RANK or WORLD_SIZE is set but {', '.join(missing)} is not: start the ranks with "
+        verb = "is" if len(missing) == 1 else "are"
+        raise LabUsageError(f"RANK or WORLD_SIZE is set but {', '.join(missing)} {verb} not: start the ranks with "
                             "torchrun, which sets them all")
     if not all(env[k].isdigit() for k in LAUNCHER_ENV[:3]) or int(env["RANK"]) >= int(env["WORLD_SIZE"]):
         raise LabUsageError(f"RANK={env['RANK']}, WORLD_SIZE={env['WORLD_SIZE']}, LOCAL_RANK={env['LOCAL_RANK']}: "

@@ -23,7 +23,9 @@ attention masks, the checkpoint is wrapped so that it speaks the task's vocabula
 Outputs come back at the task layout's positions: the output read for "=" (which predicts the
 first answer token) is that of the template's last token, the one that really precedes the
 answer. Weights load in bfloat16 on CUDA (float32 on CPU), and ``gradient_checkpointing``
-trades compute for activation memory.
+trades compute for activation memory. The logits are the output layer's rows applied to the
+trunk's last hidden state: a model that post-processes its logits (Gemma 2's soft-capping) is
+read without that step.
 """
 
 from __future__ import annotations
