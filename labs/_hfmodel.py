@@ -162,10 +162,9 @@ class ChatLM(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> SimpleNamespace:
         hidden = self.model(input_ids).last_hidden_state
-        rows = self.model.symbol_ids
+        rows = self.model.symbol_ids[tl.EOS_ID :]  # what an answer can be: <eos> and the symbols (<pad> is id 0)
         bias = self.head.bias[rows].float() if getattr(self.head, "bias", None) is not None else None
-        answers = torch.nn.functional.linear(hidden, self.head.weight[rows[tl.EOS_ID :]].float(),
-                                             None if bias is None else bias[tl.EOS_ID :])
+        answers = torch.nn.functional.linear(hidden, self.head.weight[rows].float(), bias)
         pad = answers.detach().amax(-1, keepdim=True) - PAD_BELOW_BEST
         return SimpleNamespace(logits=torch.cat([pad, answers], dim=-1))
 
