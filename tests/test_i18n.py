@@ -292,3 +292,21 @@ def test_the_stored_language_chooses_it_and_lang_overrides(tmp_path, monkeypatch
     assert stored.exit_code == 0 and "数据库：" in stored.output, stored.output
     given = runner.invoke(app, ["--db", str(db), "--lang", "en", "stats"])
     assert given.exit_code == 0 and "database:" in given.output and "数据库" not in given.output
+
+
+def test_the_app_starts_in_the_stored_language_unless_lang_is_given(tmp_path, monkeypatch):
+    from llmcore_tui.core import labruns
+    from llmcore_tui.core.settings import Settings
+    from llmcore_tui.core.store import Store
+    from llmcore_tui.tui import app as app_module
+
+    monkeypatch.setenv("LC_ALL", "en_US.UTF-8")
+    monkeypatch.setattr(labruns, "install_signal_handlers", lambda then: None)
+    seen = {}
+    monkeypatch.setattr(app_module.LlmcoreApp, "run", lambda self: seen.update(ui=i18n.language(), cards=self.lang))
+    db = tmp_path / "p.db"
+    store = Store(db)
+    Settings(store).set("lang", "zh")
+    store.close()
+    assert app_module.run_app(db, None) == 0 and seen == {"ui": "zh", "cards": "zh"}
+    assert app_module.run_app(db, "en") == 0 and seen == {"ui": "en", "cards": "en"}
