@@ -22,6 +22,7 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -455,9 +456,14 @@ def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> in
     previous_threads = os.environ.get(THREADS_ENV)
     if args.threads is not None:
         os.environ[THREADS_ENV] = str(args.threads)
-    out_dir = args.out or default_out_dir(args.name)
+    scratch = None
+    if args.out is None and os.environ.get("WORLD_SIZE") and os.environ.get("RANK", "0") != "0":
+        # a launcher's rank other than 0 reports nothing: no run folder of its own beside rank 0's
+        scratch = tempfile.TemporaryDirectory(prefix=f"lab-{args.name}-rank{os.environ['RANK']}-")
+    out_dir = Path(scratch.name) if scratch else (args.out or default_out_dir(args.name))
     out_dir.mkdir(parents=True, exist_ok=True)
-    emit = Emitter(args.name, stream, args.json, out_dir / "events.jsonl", getattr(module, "CHARTS", ()))
+    emit = Emitter(args.name, stream, args.json, None if scratch else out_dir / "events.jsonl",
+                   getattr(module, "CHARTS", ()))
     try:
         seed_everything(cfg.seed)
         module.run(cfg, emit, out_dir)
@@ -474,6 +480,8 @@ def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> in
         return EXIT_FAILED
     finally:
         emit.close()
+        if scratch:
+            scratch.cleanup()
         if previous_threads is None:  # run_in_process runs many labs in one test process
             os.environ.pop(THREADS_ENV, None)
         else:

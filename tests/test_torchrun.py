@@ -146,3 +146,19 @@ def test_a_launch_that_does_not_fit_the_mesh_is_refused_before_the_rendezvous(mo
         make_config(par, toy=True, seed=None, device=None)
     cfg = make_config(par, toy=True, seed=None, device=None, assignments=["dp=1"])
     assert cfg.tp * cfg.pp * cfg.dp == 4
+
+
+def test_a_rank_other_than_0_leaves_no_run_folder_of_its_own(tmp_path, monkeypatch):
+    """Under a launcher, only rank 0's run gets a folder under output/labs when --out is not given."""
+    import io
+
+    from labs._runtime import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["mdp", "--toy", "--json"], io.StringIO()) == 0
+    assert not (tmp_path / "output").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert main(["mdp", "--toy", "--json"], io.StringIO()) == 0
+    assert len(list((tmp_path / "output" / "labs").iterdir())) == 1
