@@ -17,6 +17,7 @@ import math
 import threading
 from datetime import date, timedelta
 
+from rich.cells import cell_len
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
@@ -29,12 +30,13 @@ from llmcore_tui.core import fsrs_fit, stats
 from llmcore_tui.core.fsrs_fit import FitReport, Progress
 from llmcore_tui.core.srs import store_parameters, stored_parameters
 from llmcore_tui.core.stats import Report, Retention
+from llmcore_tui.i18n import N_, Localized, _, ngettext
 
 HEATMAP_DAYS = 84  # 12 weeks
 RETENTION_DAYS = 30
 FIRST_REVIEW_DAYS = 14
 FORECAST_DAYS = 14
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKDAYS = (N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun"))
 SHADES = ("[dim]·[/dim] ", "[green]░░[/green]", "[green]▒▒[/green]", "[green]▓▓[/green]", "[green]██[/green]")
 BAR_WIDTH = 40
 
@@ -63,35 +65,41 @@ def heatmap_lines(counts: dict[date, int]) -> list[str]:
     for w in range(weeks):
         monday = grid_start + timedelta(weeks=w)
         if monday.month != previous_month and (w == 0 or top[2 * w - 1] == " "):
-            top[2 * w:2 * w + 3] = list(monday.strftime("%b"))
+            top[2 * w:2 * w + 3] = list(monday.strftime(_("%b")))  # one character a cell: no CJK here
         previous_month = monday.month
-    lines = ["    " + "".join(top).rstrip()]
+    labels = [_(name) for name in WEEKDAYS]
+    width = max(cell_len(label) for label in labels)  # a CJK character is two cells wide
+    lines = [" " * (width + 1) + "".join(top).rstrip()]
     for weekday in range(7):
         cells = []
         for w in range(weeks):
             day = grid_start + timedelta(weeks=w, days=weekday)
             cells.append(shade(counts[day], peak) if day in counts else "  ")
-        lines.append(f"{WEEKDAYS[weekday]} " + "".join(cells))
-    lines.append("    less " + "".join(SHADES) + " more")
+        label = labels[weekday]
+        lines.append(label + " " * (width - cell_len(label) + 1) + "".join(cells))
+    lines.append(" " * (width + 1) + _("less") + " " + "".join(SHADES) + " " + _("more"))
     return lines
 
 
 def retention_line(name: str, retention: Retention, what: str) -> str:
+    desired = _("desired {pct}").format(pct=pct(retention.desired))
     if retention.total == 0:
-        return f"{name}: [dim]no {what} yet[/dim] · desired {pct(retention.desired)}"
+        return f"{name}: [dim]" + _("no {what} yet").format(what=what) + f"[/dim] · {desired}"
     gap = retention.gap or 0.0
     colour = "green" if gap >= -0.02 else ("yellow" if gap >= -0.07 else "red")
-    side = "above" if gap >= 0 else "below"
-    return (f"{name}: [b][{colour}]{pct(retention.rate)}[/{colour}][/b] ({retention.passed} of {retention.total} {what}) "
-            f"· desired {pct(retention.desired)} · {abs(100 * gap):.1f} points {side}")
+    points = f"{abs(100 * gap):.1f}"
+    side = _("{n} points above").format(n=points) if gap >= 0 else _("{n} points below").format(n=points)
+    return (f"{name}: [b][{colour}]{pct(retention.rate)}[/{colour}][/b] ("
+            + _("{passed} of {total} {what}").format(passed=retention.passed, total=retention.total, what=what)
+            + f") · {desired} · {side}")
 
 
-class ConfirmSwitch(ModalScreen[bool]):
+class ConfirmSwitch(Localized, ModalScreen[bool]):
     """Switch to the fitted parameters? True only on an explicit yes."""
 
     BINDINGS = [
-        Binding("y", "answer(True)", "Switch", id="confirm.yes", tooltip="Use the fitted parameters from now on"),
-        Binding("n,escape", "answer(False)", "Keep", id="confirm.no", tooltip="Keep the parameters in use"),
+        Binding("y", "answer(True)", N_("Switch"), id="confirm.yes", tooltip=N_("Use the fitted parameters from now on")),
+        Binding("n,escape", "answer(False)", N_("Keep"), id="confirm.no", tooltip=N_("Keep the parameters in use")),
     ]
     DEFAULT_CSS = """
     ConfirmSwitch { align: center middle; }
@@ -108,8 +116,8 @@ class ConfirmSwitch(ModalScreen[bool]):
         with Vertical(id="confirm-box"):
             yield Static(escape(self.question), id="confirm-question")
             with Horizontal(id="confirm-buttons"):
-                yield Button("Switch (y)", variant="primary", id="confirm-yes")
-                yield Button("Keep (n)", id="confirm-no")
+                yield Button(_("Switch (y)"), variant="primary", id="confirm-yes")
+                yield Button(_("Keep (n)"), id="confirm-no")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm-yes")
@@ -118,12 +126,12 @@ class ConfirmSwitch(ModalScreen[bool]):
         self.dismiss(answer)
 
 
-class StatsScreen(Screen):
+class StatsScreen(Localized, Screen):
     BINDINGS = [
-        Binding("f5,ctrl+r", "reload", "Refresh", id="stats.reload", tooltip="Recompute the statistics"),
-        Binding("o", "optimize", "Optimize FSRS", id="stats.optimize",
-                tooltip="Fit FSRS-6's parameters to your own reviews; asks before switching"),
-        Binding("escape", "app.switch_mode('today')", "Back", id="stats.back", tooltip="Back to Today"),
+        Binding("f5,ctrl+r", "reload", N_("Refresh"), id="stats.reload", tooltip=N_("Recompute the statistics")),
+        Binding("o", "optimize", N_("Optimize FSRS"), id="stats.optimize",
+                tooltip=N_("Fit FSRS-6's parameters to your own reviews; asks before switching")),
+        Binding("escape", "app.switch_mode('today')", N_("Back"), id="stats.back", tooltip=N_("Back to Today")),
     ]
 
     DEFAULT_CSS = """
@@ -142,8 +150,8 @@ class StatsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="stats-body"):
-            yield Static("Learning statistics", classes="title")
-            yield Static("Computing…", id="stats-retention", classes="panel")
+            yield Static(_("Learning statistics"), classes="title")
+            yield Static(_("Computing…"), id="stats-retention", classes="panel")
             yield Static(id="stats-heatmap", classes="panel")
             yield Static(id="stats-forecast", classes="panel")
             yield DataTable(id="stats-mastery", cursor_type="row", zebra_stripes=True)
@@ -152,15 +160,15 @@ class StatsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#stats-heatmap").border_title = f"Reviews per day, last {HEATMAP_DAYS // 7} weeks"
-        self.query_one("#stats-forecast").border_title = f"Due in the next {FORECAST_DAYS} days"
-        self.query_one("#stats-weakest").border_title = "Weakest cards"
-        self.query_one("#stats-retention").border_title = "Retention"
-        self.query_one("#stats-fsrs").border_title = "FSRS parameters"
+        self.query_one("#stats-heatmap").border_title = _("Reviews per day, last {n} weeks").format(n=HEATMAP_DAYS // 7)
+        self.query_one("#stats-forecast").border_title = _("Due in the next {n} days").format(n=FORECAST_DAYS)
+        self.query_one("#stats-weakest").border_title = _("Weakest cards")
+        self.query_one("#stats-retention").border_title = _("Retention")
+        self.query_one("#stats-fsrs").border_title = _("FSRS parameters")
         self._show_parameters()
         table = self.query_one(DataTable)
-        table.border_title = "Mastery by module"
-        table.add_columns("Day", "Module", "Cards", "Recall now", "Reviews", "Lapses", "Quiz")
+        table.border_title = _("Mastery by module")
+        table.add_columns(_("Day"), _("Module"), _("Cards"), _("Recall now"), _("Reviews"), _("Lapses"), _("Quiz"))
         self.query_one("#stats-body").focus()  # arrows and page keys scroll the page; tab reaches the table
 
     def on_screen_resume(self) -> None:
@@ -192,7 +200,8 @@ class StatsScreen(Screen):
         if not self.is_attached:
             return
         if isinstance(result, Exception):
-            self.query_one("#stats-retention", Static).update(f"[red]Could not compute the statistics: {result}[/red]")
+            self.query_one("#stats-retention", Static).update(
+                "[red]" + escape(_("Could not compute the statistics: {error}").format(error=result)) + "[/red]")
             return
         self.report = result
         self._show_retention(result)
@@ -204,9 +213,10 @@ class StatsScreen(Screen):
     # -- panels ---------------------------------------------------------------------------
     def _show_retention(self, r: Report) -> None:
         lines = [
-            retention_line(f"True retention, last {r.retention_days} days", r.true_retention, "reviews of cards in review"),
-            retention_line(f"First-review retention, last {len(r.first_review)} days", r.first_review_total,
-                           "first reviews of the day"),
+            retention_line(_("True retention, last {n} days").format(n=r.retention_days), r.true_retention,
+                           _("reviews of cards in review")),
+            retention_line(_("First-review retention, last {n} days").format(n=len(r.first_review)),
+                           r.first_review_total, _("first reviews of the day")),
         ]
         days = [d for d in r.first_review if d.total]
         if days:
@@ -217,23 +227,26 @@ class StatsScreen(Screen):
         counts = r.heatmap
         total = sum(counts.values())
         active = sum(1 for n in counts.values() if n)
-        summary = f"{total} reviews in {len(counts)} days · {active} active days · today {counts.get(r.today, 0)}"
+        summary = _("{total} reviews in {days} days · {active} active days · today {today}").format(
+            total=total, days=len(counts), active=active, today=counts.get(r.today, 0))
         if total:
             best_day = max(counts, key=lambda d: (counts[d], d))
-            summary += f" · busiest {best_day.isoformat()} ({counts[best_day]})"
+            summary += " · " + _("busiest {day} ({n})").format(day=best_day.isoformat(), n=counts[best_day])
         self.query_one("#stats-heatmap", Static).update("\n".join([*heatmap_lines(counts), summary]))
 
     def _show_forecast(self, r: Report) -> None:
-        peak = max((n for _, n in r.forecast), default=0)
+        peak = max((n for _day, n in r.forecast), default=0)
+        labels = [_("today") if i == 0 else f"{_(WEEKDAYS[day.weekday()])} {day:%m-%d}" for i, (day, _n) in
+                  enumerate(r.forecast)]
+        width = max([9, *(cell_len(label) for label in labels)])  # right-aligned in cells, CJK included
         lines = []
-        for i, (day, n) in enumerate(r.forecast):
+        for label, (day, n) in zip(labels, r.forecast):
             bar = "█" * (round(BAR_WIDTH * n / peak) if peak else 0)
             if n and not bar:
                 bar = "▏"
-            label = "today" if i == 0 else f"{day:%a %m-%d}"
-            lines.append(f"{label:>9} │[cyan]{bar}[/cyan] {n}")
-        lines.append(f"[dim]{sum(n for _, n in r.forecast)} due in {len(r.forecast)} days; "
-                     "today includes everything overdue[/dim]")
+            lines.append(" " * (width - cell_len(label)) + f"{label} │[cyan]{bar}[/cyan] {n}")
+        lines.append("[dim]" + _("{n} due in {days} days; today includes everything overdue").format(
+            n=sum(n for _day, n in r.forecast), days=len(r.forecast)) + "[/dim]")
         self.query_one("#stats-forecast", Static).update("\n".join(lines))
 
     def _show_mastery(self, r: Report) -> None:
@@ -250,28 +263,29 @@ class StatsScreen(Screen):
 
     def _show_weakest(self, r: Report) -> None:
         if not r.weakest:
-            self.query_one("#stats-weakest", Static).update("[dim]No cards introduced yet.[/dim]")
+            self.query_one("#stats-weakest", Static).update("[dim]" + _("No cards introduced yet.") + "[/dim]")
             return
-        lines = [f"{w.item_id} [dim]({w.module})[/dim] · recall {pct(w.retrievability)} · "
-                 f"{w.lapses} lapse{'s' if w.lapses != 1 else ''} · difficulty {w.difficulty:.1f}" for w in r.weakest]
+        lines = [f"{w.item_id} [dim]({w.module})[/dim] · " + _("recall {pct}").format(pct=pct(w.retrievability)) + " · "
+                 + ngettext("{n} lapse", "{n} lapses", w.lapses).format(n=w.lapses) + " · "
+                 + _("difficulty {d}").format(d=f"{w.difficulty:.1f}") for w in r.weakest]
         self.query_one("#stats-weakest", Static).update("\n".join(lines))
 
     # -- fitting FSRS to this learner ---------------------------------------------------------
     def _show_parameters(self, extra: str = "") -> None:
         fit = stored_parameters(self.app.course.store)  # type: ignore[attr-defined]
-        in_use = ("In use: FSRS-6's default parameters (a population average)." if fit is None else
-                  f"In use: parameters fitted on {date.fromtimestamp(fit.fitted_ts).isoformat()} to {fit.reviews} "
-                  "reviews (`llmcore-tui optimize --reset` goes back to the defaults).")
-        hint = "[dim]o: fit them to your own reviews (a minute or so; asks before switching)[/dim]"
+        in_use = (_("In use: FSRS-6's default parameters (a population average).") if fit is None else
+                  _("In use: parameters fitted on {date} to {n} reviews (`llmcore-tui optimize --reset` goes back to "
+                    "the defaults).").format(date=date.fromtimestamp(fit.fitted_ts).isoformat(), n=fit.reviews))
+        hint = "[dim]" + _("o: fit them to your own reviews (a minute or so; asks before switching)") + "[/dim]"
         self.query_one("#stats-fsrs", Static).update("\n".join([escape(in_use), *([extra] if extra else []), hint]))
 
     def action_optimize(self) -> None:
         if self._fitting:
-            self.notify("The fit is still running.", timeout=3)
+            self.notify(_("The fit is still running."), timeout=3)
             return
         self._fitting = True
         self._stop_fit.clear()
-        self._show_parameters("Reading your reviews…")
+        self._show_parameters(_("Reading your reviews…"))
         self._fit()
 
     @work(thread=True, exclusive=True, group="fsrs-fit", exit_on_error=False, description="FSRS fit")
@@ -295,7 +309,8 @@ class StatsScreen(Screen):
 
     def _fit_progress(self, progress: Progress) -> None:
         if self.is_attached:
-            self._show_parameters(escape(f"Fitting [{progress.step}/{progress.steps}]: {progress.text}…"))
+            self._show_parameters(escape(_("Fitting [{step}/{steps}]: {text}…").format(
+                step=progress.step, steps=progress.steps, text=progress.text)))
 
     def _fit_done(self, result: FitReport | Exception) -> None:
         self._fitting = False
@@ -311,20 +326,21 @@ class StatsScreen(Screen):
         verdict = fsrs_fit.verdict(result)
         self._fit_text = escape("\n".join([*lines, verdict]))
         self._show_parameters(self._fit_text)
-        self.app.push_screen(ConfirmSwitch(f"{verdict}\n\nSwitch to the parameters fitted to {result.reviews} "
-                                           "reviews? Each card's next rating will use them."), self._switch)
+        self.app.push_screen(ConfirmSwitch(f"{verdict}\n\n" + _("Switch to the parameters fitted to {n} reviews? Each "
+                                                                 "card's next rating will use them.").format(
+            n=result.reviews)), self._switch)
 
     def _switch(self, accepted: bool | None) -> None:
         if not accepted or self.fit_report is None:
-            self.notify("Kept the parameters in use.", timeout=4)
+            self.notify(_("Kept the parameters in use."), timeout=4)
             return
         course = self.app.course  # type: ignore[attr-defined]
         try:
             store_parameters(course.store, self.fit_report.stored(course.now()))
         except Exception as exc:  # a read-only database, say
-            self.notify(f"Not switched: {exc}", severity="error", timeout=8)
+            self.notify(_("Not switched: {error}").format(error=exc), severity="error", timeout=8)
             return
         course.srs.use_parameters()  # the scheduler the Review screen shares
-        self.notify("Switched to your fitted FSRS parameters.", timeout=5)
+        self.notify(_("Switched to your fitted FSRS parameters."), timeout=5)
         self._show_parameters(self._fit_text)
         self.action_reload()
