@@ -149,3 +149,12 @@ def test_mdp_charts_at_80x24(snap_compare, labs_app):
 
 def test_both_mdp_charts_side_by_side_on_a_wide_terminal(snap_compare, labs_app):
     assert snap_compare(labs_app, press=["l"], terminal_size=(160, 48))
+
+
+def test_gae_legend_above_the_plot_at_80x24(snap_compare, labs_app):
+    """The legend is a line of its own (wrapped when narrow), so λ = 0's bias of 0.325 stays in view."""
+    assert snap_compare(labs_app, press=["l", *GAE_ROW], terminal_size=(80, 24))
+
+
+def test_mdp_horizon_at_80x24(snap_compare, labs_app):
+    assert snap_compare(labs_app, press=["l", "n"], terminal_size=(80, 24))

@@ -237,6 +237,23 @@ def test_compared_runs_share_a_declared_chart_and_its_formula_is_drawn_once():
     assert GAE_CHARTS == run.charts
 
 
+def test_the_legend_is_a_line_of_its_own_in_each_line_s_colour_and_marker():
+    from labs.protocol import Chart
+    from llmcore_tui.tui.widgets.lab_charts import REFERENCE_COLOR, drawn_lines, legend
+    from tests.test_snapshots_labs import GAE_CHARTS, GAE_RUN, replay
+
+    lines = drawn_lines(GAE_CHARTS[0], {GAE_RUN: replay(GAE_RUN)})
+    bias, variance, exact = (line.color for line in lines)
+    assert len({bias, variance, exact}) == 3 and exact == REFERENCE_COLOR  # the formula grey, the others apart
+    wide = legend(lines, 80)
+    assert wide.plain == "▀▄ bias  ▀▄ variance  •• bias_exact (reference)"
+    assert [span.style.color.number for span in wide.spans] == [bias, variance, exact]
+    # narrow: whole entries per row, never a marker without its label
+    assert legend(lines, 24).plain.split("\n") == ["▀▄ bias  ▀▄ variance", "•• bias_exact (reference)"]
+    assert legend(drawn_lines(Chart("lone", y=("bias",), table="gae_bias_variance"),
+                              {GAE_RUN: replay(GAE_RUN)}), 80).plain == ""  # the title names a lone line
+
+
 async def test_a_live_run_draws_the_charts_its_lab_declares_and_n_moves_between_them(course):
     from tests.test_snapshots_labs import MDP_CHARTS, mdp_events
 
@@ -286,6 +303,10 @@ async def test_compare_overlays_an_earlier_run_on_the_declared_chart(course):
         assert screen.chart_keys == [GAE_CHARTS[0].title]  # the declared chart, not a metric by index
         shot = app.export_screenshot()
         assert "091500-snap&#160;bias" in shot and "080000-old1&#160;bias" in shot
+        legend_line = str(screen.query_one(".labs-chart-legend").render())
+        assert "091500-snap bias" in legend_line and "080000-old1 bias" in legend_line
+        plot = screen.query_one(".labs-plot").render().plain
+        assert "bias" not in plot and "reference" not in plot  # no plotext legend over the data
 
 
 async def test_a_chart_plotext_cannot_draw_says_so_and_the_screen_keeps_working(course, monkeypatch):

@@ -4,7 +4,9 @@ that moves, plotted by step.
 A declared chart is drawn as the lab wrote it: ``y`` against ``x`` (or the step), log axes with
 decade ticks, several series with a legend, reference series (a formula, a baseline) in a
 quieter marker and colour and labelled "(reference)", the axis labels, and under the chart the
-one line that says what to look for. Comparing runs overlays the same chart of each run, one
+one line that says what to look for. The legend is a line of its own between the title and the
+plot, each label in its line's colour and marker: plotext's legend sits inside the plot's top-left
+corner, over the first points of a falling curve. Comparing runs overlays the same chart of each run, one
 line per run and series. A run that declared nothing (an older recorded run, a fake lab) gets
 one chart per informative metric, as before: a series whose first points dwarf the rest is drawn
 on a robust y range that says so (:func:`~llmcore_tui.tui.widgets.labview.robust_ylim`).
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.color import Color
 from rich.markup import escape
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult, RenderResult
 from textual.containers import Horizontal, Vertical
@@ -28,7 +32,12 @@ from llmcore_tui.tui.widgets.labview import (CLIPPED_NOTE, decade_ticks, integer
 
 SLOTS = 2  # charts side by side when there is room
 MIN_SLOT_WIDTH = 44  # narrower than this, one chart fills the width
-REFERENCE_MARKER, REFERENCE_COLOR = "dot", "gray"
+# Colours as terminal palette numbers, which plotext and Rich both take, so a legend entry has its
+# line's colour in every theme: bright blue, green, red, cyan, magenta, yellow, then the plain ones.
+LINE_COLORS = (12, 10, 9, 14, 13, 11, 4, 2, 1, 6, 5, 3)
+REFERENCE_COLOR = 8  # grey
+REFERENCE_MARKER = "dot"
+LINE_GLYPH, REFERENCE_GLYPH = "▀▄", "••"  # how each kind of line looks in the plot
 
 
 def generic_charts(run: LiveRun) -> tuple[Chart, ...]:
@@ -42,12 +51,14 @@ def charts_of(run: LiveRun) -> tuple[Chart, ...]:
 
 @dataclass(frozen=True)
 class Drawn:
-    """One line as plotted: the label in the legend (None: no legend), thinned points, its kind."""
+    """One line as plotted: the label in the legend (None: no legend), thinned points, its kind and
+    its colour (a terminal palette number)."""
 
     label: str | None
     xs: list[float]
     ys: list[float]
     reference: bool
+    color: int = REFERENCE_COLOR
 
 
 def drawn_lines(chart: Chart, runs: dict[str, LiveRun]) -> list[Drawn]:
@@ -62,10 +73,28 @@ def drawn_lines(chart: Chart, runs: dict[str, LiveRun]) -> list[Drawn]:
             if len(runs) > 1 and not line.reference:
                 label = short_run_id(run_id) if len(chart.y) == 1 else f"{short_run_id(run_id)} {line.label}"
             xs, ys = thin_points(list(zip(line.xs, line.ys)))
-            lines.append(Drawn(label, xs, ys, line.reference))
+            measured = sum(not drawn.reference for drawn in lines)
+            color = REFERENCE_COLOR if line.reference else LINE_COLORS[measured % len(LINE_COLORS)]
+            lines.append(Drawn(label, xs, ys, line.reference, color))
     if len(lines) == 1 and not lines[0].reference:  # the title names it; a formula keeps its label
-        lines = [Drawn(None, lines[0].xs, lines[0].ys, False)]
+        lines = [Drawn(None, lines[0].xs, lines[0].ys, False, lines[0].color)]
     return lines
+
+
+def legend(lines: list[Drawn], width: int) -> Text:
+    """The labelled lines in rows of at most ``width`` cells: each label in its line's colour after
+    a sample of its marker, the measured lines first (a reference says "(reference)" in its label).
+    Entries wrap whole, so a marker never ends a row with its label on the next."""
+    rows: list[list[Text]] = [[]]
+    for line in sorted(lines, key=lambda line: line.reference):
+        if not line.label:
+            continue
+        entry = Text(f"{REFERENCE_GLYPH if line.reference else LINE_GLYPH} {line.label}",
+                     style=Style(color=Color.from_ansi(line.color)))
+        if rows[-1] and sum(len(e) + 2 for e in rows[-1]) + len(entry) > width:
+            rows.append([])
+        rows[-1].append(entry)
+    return Text("\n").join(Text("  ").join(row) for row in rows)
 
 
 class ChartPlot(PlotextPlot):
@@ -80,11 +109,12 @@ class ChartPlot(PlotextPlot):
 
 
 class ChartSlot(Vertical):
-    """One chart: its title (and the y axis' name when the plot has no room for it), the plot, and
-    under it what to look for."""
+    """One chart: its title (and the y axis' name when the plot has no room for it), the legend, the
+    plot, and under it what to look for."""
 
     def compose(self) -> ComposeResult:
         yield Static(classes="labs-chart-title")
+        yield Static(classes="labs-chart-legend")
         yield ChartPlot(classes="labs-plot")
         yield Static(classes="labs-look-for muted")
 
@@ -99,6 +129,9 @@ class ChartSlot(Vertical):
         look_for = self.query_one(".labs-look-for", Static)
         look_for.update(f"look for: {escape(chart.look_for)}" if chart and chart.look_for else "")
         look_for.display = bool(chart and chart.look_for)
+        legend_line = self.query_one(".labs-chart-legend", Static)
+        legend_line.update(legend(lines, self.size.width))
+        legend_line.display = any(line.label for line in lines)
         if chart is None:
             title.update(escape(placeholder))
             plot.refresh()
@@ -116,9 +149,8 @@ class ChartSlot(Vertical):
         y_note = "" if y_beside or not chart.y_label else f" [dim]· y: {escape(chart.y_label)}[/dim]"
         title.update(f"[b]{escape(chart.title)}[/b]{y_note}")
         for line in sorted(lines, key=lambda line: not line.reference):  # measured lines on top of formulas
-            if line.xs:
-                style = {"marker": REFERENCE_MARKER, "color": REFERENCE_COLOR} if line.reference else {}
-                plt.plot(line.xs, line.ys, **({"label": line.label} if line.label else {}), **style)
+            if line.xs:  # no plotext label: its legend would cover the plot's top-left corner
+                plt.plot(line.xs, line.ys, color=line.color, **({"marker": REFERENCE_MARKER} if line.reference else {}))
         plot.refresh()
         return limits
 
@@ -201,3 +233,7 @@ class LabCharts(Horizontal):
                     self.clipped[shown[i].title] = limits
             else:
                 slot.draw(None, [], "metrics appear here" if i == 0 else "")
+        legends = [slot.query_one(".labs-chart-legend") for slot in self.query(ChartSlot)][: len(shown)]
+        if any(line.display for line in legends):  # side by side, the plots start on the same row
+            for line in legends:
+                line.display = True
