@@ -158,3 +158,9 @@ def test_gae_legend_above_the_plot_at_80x24(snap_compare, labs_app):
 
 def test_mdp_horizon_at_80x24(snap_compare, labs_app):
     assert snap_compare(labs_app, press=["l", "n"], terminal_size=(80, 24))
+
+
+def test_mdp_exit_choice_against_the_horizon(snap_compare, labs_app):
+    """Which exit wins, per horizon on a log axis: the jump from the near exit to the far one
+    (between gamma 0.7 and 0.8) has room, and gamma 0.99 and 0.999 are apart."""
+    assert snap_compare(labs_app, press=["l", "n", "n"], terminal_size=(120, 40))
