@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static
 
 from llmcore_tui.core import calc
+from llmcore_tui.i18n import N_, Localized, _
 
 DTYPES = tuple(calc.DTYPE_BYTES)
 STAGES = (0, 1, 2, 3)
@@ -70,12 +71,12 @@ def compute(inputs: CalcInputs) -> CalcResult:
 
 def breakdown_table(b: calc.Breakdown) -> Table:
     table = Table(title=b.title, title_justify="left", expand=True, show_edge=False)
-    table.add_column("item")
+    table.add_column(_("item"))
     table.add_column(b.unit, justify="right")
-    table.add_column("formula", style="dim")
+    table.add_column(_("formula"), style="dim")
     for item in b.items:
         table.add_row(item.label, b.format(item.value), item.formula)
-    table.add_row("[b]total[/b]", f"[b]{b.format(b.total)}[/b]", "")
+    table.add_row("[b]" + _("total") + "[/b]", f"[b]{b.format(b.total)}[/b]", "")
     for note in b.notes:
         table.add_row(f"[dim]{note}[/dim]", "", "")
     return table
@@ -83,21 +84,21 @@ def breakdown_table(b: calc.Breakdown) -> Table:
 
 def moe_table(counts: calc.MoeParams) -> Table:
     """Parameters stored against parameters one token uses, part by part."""
-    table = Table(title=f"{counts.parts.title}: stored against used per token", title_justify="left", expand=True,
-                  show_edge=False)
-    for name, justify in (("part", "left"), ("stored", "right"), ("per token", "right")):
+    table = Table(title=_("{title}: stored against used per token").format(title=counts.parts.title),
+                  title_justify="left", expand=True, show_edge=False)
+    for name, justify in ((_("part"), "left"), (_("stored"), "right"), (_("per token"), "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     active = {i.label: i.value for i in counts.active_parts.items}
     for item in counts.parts.items:
         table.add_row(item.label, calc.format_count(item.value), calc.format_count(active[item.label]))
-    table.add_row("[b]total[/b]", f"[b]{calc.format_count(counts.total)}[/b]",
+    table.add_row("[b]" + _("total") + "[/b]", f"[b]{calc.format_count(counts.total)}[/b]",
                   f"[b]{calc.format_count(counts.active)}[/b] ({counts.active_fraction:.1%})")
     return table
 
 
-class CalcScreen(Screen):
+class CalcScreen(Localized, Screen):
     BINDINGS = [
-        Binding("escape", "back", "Back", id="calc.back", tooltip="Leave the calculator"),
+        Binding("escape", "back", N_("Back"), id="calc.back", tooltip=N_("Leave the calculator")),
     ]
     DEFAULT_CSS = """
     CalcScreen #calc-form { width: 34; padding: 0 1; }
@@ -118,27 +119,27 @@ class CalcScreen(Screen):
         yield Header()
         with Horizontal():
             with VerticalScroll(id="calc-form"):
-                yield Label("Model preset")
+                yield Label(_("Model preset"))
                 yield Select([(name, name) for name in calc.PRESETS], value=self.initial_preset,
                              allow_blank=False, id="calc-preset")
-                yield Label("Sequence length (tokens)")
+                yield Label(_("Sequence length (tokens)"))
                 yield Input("2048", id="calc-seq")
-                yield Label("Batch (sequences)")
+                yield Label(_("Batch (sequences)"))
                 yield Input("1", id="calc-batch")
-                yield Label("Dtype (weights, KV cache)")
+                yield Label(_("Dtype (weights, KV cache)"))
                 yield Select([(d, d) for d in DTYPES], value="bf16", allow_blank=False, id="calc-dtype")
-                yield Label("GPUs (data parallel)")
+                yield Label(_("GPUs (data parallel)"))
                 yield Input("8", id="calc-gpus")
-                yield Label("ZeRO stage")
-                yield Select([(f"{s}" + (" (plain DP)" if s == 0 else ""), s) for s in STAGES], value=0,
+                yield Label(_("ZeRO stage"))
+                yield Select([(f"{s}" + (" " + _("(plain DP)") if s == 0 else ""), s) for s in STAGES], value=0,
                              allow_blank=False, id="calc-stage")
-                yield Label("LoRA rank")
+                yield Label(_("LoRA rank"))
                 yield Input("16", id="calc-rank")
-                yield Label("Expert-parallel devices (MoE)")
+                yield Label(_("Expert-parallel devices (MoE)"))
                 yield Input("8", id="calc-ep")
-                yield Label("Speculative decoding: acceptance α")
+                yield Label(_("Speculative decoding: acceptance α"))
                 yield Input("0.8", id="calc-alpha")
-                yield Label("Speculative decoding: look-ahead k")
+                yield Label(_("Speculative decoding: look-ahead k"))
                 yield Input("4", id="calc-lookahead")
                 yield Static(id="calc-error")
             with VerticalScroll(id="calc-out"):
@@ -156,9 +157,9 @@ class CalcScreen(Screen):
         try:
             value = int(float(text)) if text and float(text).is_integer() else int(text)
         except ValueError:
-            raise ValueError(f"{name}: {text!r} is not a whole number") from None
+            raise ValueError(_("{name}: {text} is not a whole number").format(name=name, text=repr(text))) from None
         if value < low:
-            raise ValueError(f"{name} must be at least {low}, got {value}")
+            raise ValueError(_("{name} must be at least {low}, got {value}").format(name=name, low=low, value=value))
         return value
 
     def _float(self, widget_id: str, name: str) -> float:
@@ -166,20 +167,20 @@ class CalcScreen(Screen):
         try:
             return float(text)
         except ValueError:
-            raise ValueError(f"{name}: {text!r} is not a number") from None
+            raise ValueError(_("{name}: {text} is not a number").format(name=name, text=repr(text))) from None
 
     def read_inputs(self) -> CalcInputs:
         return CalcInputs(
             preset=str(self.query_one("#calc-preset", Select).value),
-            seq_len=self._int("calc-seq", "sequence length"),
-            batch=self._int("calc-batch", "batch"),
+            seq_len=self._int("calc-seq", _("sequence length")),
+            batch=self._int("calc-batch", _("batch")),
             dtype=str(self.query_one("#calc-dtype", Select).value),
-            gpus=self._int("calc-gpus", "GPUs"),
+            gpus=self._int("calc-gpus", _("GPUs")),
             stage=int(self.query_one("#calc-stage", Select).value),  # type: ignore[arg-type]
-            lora_rank=self._int("calc-rank", "LoRA rank"),
-            ep=self._int("calc-ep", "expert-parallel devices"),
-            alpha=self._float("calc-alpha", "acceptance α"),  # its range: calc checks it
-            lookahead=self._int("calc-lookahead", "look-ahead k"),
+            lora_rank=self._int("calc-rank", _("LoRA rank")),
+            ep=self._int("calc-ep", _("expert-parallel devices")),
+            alpha=self._float("calc-alpha", _("acceptance α")),  # its range: calc checks it
+            lookahead=self._int("calc-lookahead", _("look-ahead k")),
         )
 
     # -- showing --------------------------------------------------------------------------
@@ -201,28 +202,34 @@ class CalcScreen(Screen):
         self.query_one("#calc-weights", Static).update(breakdown_table(weights))
         self.query_one("#calc-training", Static).update(breakdown_table(training))
         lora_table = breakdown_table(lora.lora)
-        lora_table.add_row(f"[dim]trainable {calc.format_count(lora.trainable)} of {calc.format_count(lora.total)} "
-                           f"({lora.fraction:.3%}); saves {calc.format_bytes(lora.saving_bytes)} against full "
-                           f"fine-tuning ({calc.format_bytes(lora.full.total)})[/dim]", "", "")
+        lora_table.add_row("[dim]" + _("trainable {trainable} of {total} ({fraction}); saves {saving} against full "
+                                       "fine-tuning ({full})").format(
+            trainable=calc.format_count(lora.trainable), total=calc.format_count(lora.total),
+            fraction=f"{lora.fraction:.3%}", saving=calc.format_bytes(lora.saving_bytes),
+            full=calc.format_bytes(lora.full.total)) + "[/dim]", "", "")
         self.query_one("#calc-lora", Static).update(lora_table)
         self.query_one("#calc-moe", Static).update(
             Group(moe_table(result.moe), "", breakdown_table(result.all_to_all)) if result.all_to_all is not None
-            else f"[dim]{result.model.name} is dense: every token uses all {calc.format_count(result.model.params)} "
-                 f"parameters (pick an MoE preset such as mixtral-8x7b for experts)[/dim]")
+            else "[dim]" + _("{model} is dense: every token uses all {params} parameters (pick an MoE preset such as "
+                             "mixtral-8x7b for experts)").format(model=result.model.name,
+                                                                 params=calc.format_count(result.model.params))
+            + "[/dim]")
         self.query_one("#calc-speculative", Static).update(
-            f"[b]Speculative decoding[/b]: {calc.format_number(result.speculative_tokens)} tokens per forward "
-            f"pass of {result.model.name} with α = {calc.format_number(inputs.alpha)}, k = {inputs.lookahead} "
-            f"[dim](1 − α^(k+1)) / (1 − α); at most k + 1 = {inputs.lookahead + 1}[/dim]")
+            _("[b]Speculative decoding[/b]: {tokens} tokens per forward pass of {model} with α = {alpha}, k = {k} "
+              "[dim](1 − α^(k+1)) / (1 − α); at most k + 1 = {most}[/dim]").format(
+                tokens=calc.format_number(result.speculative_tokens), model=result.model.name,
+                alpha=calc.format_number(inputs.alpha), k=inputs.lookahead, most=inputs.lookahead + 1))
 
     def summary_text(self) -> str:
         r = self.result
         if r is None:
             return ""
-        active = f", {calc.format_count(r.moe.active)} active" if r.model.is_moe else ""
-        return (f"{r.model.name} ({r.model.attention}, {calc.format_count(r.model.params)} params{active}) · "
-                f"KV cache: {r.kv.format(r.kv.total)} · weights: {r.weights.format(r.weights.total)} · "
-                f"training per GPU: {r.training.format(r.training.total)} · "
-                f"LoRA: {r.lora.lora.format(r.lora.lora.total)}")
+        active = ", " + _("{n} active").format(n=calc.format_count(r.moe.active)) if r.model.is_moe else ""
+        return _("{model} ({attention}, {params} params{active}) · KV cache: {kv} · weights: {weights} · training per "
+                 "GPU: {training} · LoRA: {lora}").format(
+            model=r.model.name, attention=r.model.attention, params=calc.format_count(r.model.params), active=active,
+            kv=r.kv.format(r.kv.total), weights=r.weights.format(r.weights.total),
+            training=r.training.format(r.training.total), lora=r.lora.lora.format(r.lora.lora.total))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.recompute()
