@@ -21,9 +21,10 @@ from labs import protocol
 from labs.protocol import fmt_duration, fmt_value, format_table
 from llmcore_tui.core import labhistory, labruns
 from llmcore_tui.core.labruns import LabRunError
+from llmcore_tui.i18n import N_, _
 
 app = typer.Typer(
-    help="Run the labs (real algorithms as child processes) and inspect or compare their runs.",
+    help=N_("Run the labs (real algorithms as child processes) and inspect or compare their runs."),
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -35,7 +36,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(_("error: {message}").format(message=message), err=True)
     return typer.Exit(code)
 
 
@@ -47,7 +48,7 @@ def _store(ctx: typer.Context):
     if db is None:
         from llmcore_tui.core.paths import default_db_path
 
-        db, _ = default_db_path()
+        db, _source = default_db_path()
     try:
         store = Store(db)
     except StoreError as exc:
@@ -68,9 +69,8 @@ def _when(ts: float | None) -> str:
 
 # -- list / runs --------------------------------------------------------------------------------
 
-@app.command("list")
+@app.command("list", help=N_("Every lab by roadmap day, with the status of its last run."))
 def list_labs(ctx: typer.Context) -> None:
-    """Every lab by roadmap day, with the status of its last run."""
     from labs.registry import LABS
 
     store = _store(ctx)
@@ -81,15 +81,14 @@ def list_labs(ctx: typer.Context) -> None:
     rows = []
     for info in LABS:
         run = latest.get(info.name)
-        last = "never run" if run is None else f"{run.status} {_when(run.started_ts)} ({run.preset}) {run.id}"
+        last = _("never run") if run is None else f"{run.status} {_when(run.started_ts)} ({run.preset}) {run.id}"
         rows.append([str(info.day), info.name, info.title, last])
-    typer.echo(format_table(["day", "lab", "title", "last run"], rows, indent=""))
+    typer.echo(format_table([_("day"), _("lab"), _("title"), _("last run")], rows, indent=""))
 
 
-@app.command("runs")
-def list_runs(ctx: typer.Context, lab: Optional[str] = typer.Argument(None, help="only this lab's runs"),
-              limit: int = typer.Option(20, "--limit", "-n", help="how many, newest first")) -> None:
-    """Recorded runs, newest first (ids for `lab show` and `lab compare`)."""
+@app.command("runs", help=N_("Recorded runs, newest first (ids for `lab show` and `lab compare`)."))
+def list_runs(ctx: typer.Context, lab: Optional[str] = typer.Argument(None, help=N_("only this lab's runs")),
+              limit: int = typer.Option(20, "--limit", "-n", help=N_("how many, newest first"))) -> None:
     if lab is not None:
         try:
             labruns.lab_info(lab)
@@ -101,11 +100,11 @@ def list_runs(ctx: typer.Context, lab: Optional[str] = typer.Argument(None, help
     finally:
         store.close()
     if not runs:
-        typer.echo("no runs yet: `llmcore-tui lab run NAME --toy` starts one")
+        typer.echo(_("no runs yet: `llmcore-tui lab run NAME --toy` starts one"))
         return
     rows = [[r.id, r.status, r.preset or "—", _when(r.started_ts), fmt_duration(r.duration_s),
              (r.error or "")[:60]] for r in runs]
-    typer.echo(format_table(["run", "status", "preset", "started", "took", "error"], rows, indent=""))
+    typer.echo(format_table([_("run"), _("status"), _("preset"), _("started"), _("took"), _("error")], rows, indent=""))
 
 
 # -- run ------------------------------------------------------------------------------------------
@@ -156,7 +155,7 @@ class _Reporter:
                 self.say(str(raw.get("text", "")), err=True)
             return
         if kind == "malformed":
-            self.say(f"not an event: {raw.get('text', '')}", err=True)
+            self.say(_("not an event: {text}").format(text=raw.get("text", "")), err=True)
             return
         if kind == "end":
             return
@@ -164,7 +163,8 @@ class _Reporter:
         self.live.apply(event)
         if isinstance(event, protocol.Start):
             handle = self.handle
-            self.say(f"lab {handle.lab} (day {handle.info.day}, {handle.preset}) · run {handle.run_id}")
+            self.say(_("lab {lab} (day {day}, {preset}) · run {run}").format(
+                lab=handle.lab, day=handle.info.day, preset=handle.preset, run=handle.run_id))
             for line in self.early_stderr or []:
                 self.say(line, err=True)
             self.early_stderr = None
@@ -198,18 +198,17 @@ class _Reporter:
                 typer.echo(line, err=True)
 
 
-@app.command("run")
+@app.command("run", help=N_("Run a lab, show its progress and record the run; exit 1 when it fails."))
 def run_lab(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="the lab, e.g. mdp (see `lab list`)"),
-    toy: bool = typer.Option(False, "--toy", help="the small preset: seconds on a laptop CPU"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default: the lab's)", show_default=False),
+    name: str = typer.Argument(..., help=N_("the lab, e.g. mdp (see `lab list`)")),
+    toy: bool = typer.Option(False, "--toy", help=N_("the small preset: seconds on a laptop CPU")),
+    seed: Optional[int] = typer.Option(None, "--seed", help=N_("random seed (default: the lab's)"), show_default=False),
     assignments: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
-                                                    help="override one config value; repeatable", show_default=False),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cpu)", show_default=False),
-    as_json: bool = typer.Option(False, "--json", help="pass the lab's JSON-lines event stream through"),
+                                                    help=N_("override one config value; repeatable"), show_default=False),
+    device: Optional[str] = typer.Option(None, "--device", help=N_("cpu or cuda (default: cpu)"), show_default=False),
+    as_json: bool = typer.Option(False, "--json", help=N_("pass the lab's JSON-lines event stream through")),
 ) -> None:
-    """Run a lab, show its progress and record the run; exit 1 when it fails."""
     try:
         labruns.lab_info(name)
         sets = labruns.check_assignments(assignments or [])
@@ -249,7 +248,7 @@ def _follow(handle: labruns.RunHandle, as_json: bool) -> int:
             break
         except KeyboardInterrupt:  # first ctrl+c: SIGTERM to the lab; a second one: SIGKILL at once
             handle.cancel(0.0 if handle.cancel_requested else None)
-            typer.echo("cancelling the lab ...", err=True)
+            typer.echo(_("cancelling the lab ..."), err=True)
     if reporter is not None:
         reporter.close()
     return _report_end(handle, as_json)
@@ -258,15 +257,16 @@ def _follow(handle: labruns.RunHandle, as_json: bool) -> int:
 def _report_end(handle: labruns.RunHandle, as_json: bool) -> int:
     status = handle.status
     if status == "rejected":
-        typer.echo(f"error: {handle.error}", err=True)
+        typer.echo(_("error: {message}").format(message=handle.error), err=True)
         return EXIT_USAGE
-    typer.echo(f"files: {handle.out_dir}", err=as_json)  # beside the database (labruns.runs_folder)
+    typer.echo(_("files: {path}").format(path=handle.out_dir), err=as_json)  # beside the database (labruns.runs_folder)
     if status == "succeeded":
         if not as_json:
-            typer.echo("summary:\n" + format_table(["metric", "value"], [[k, v] for k, v in (handle.headline or {}).items()]))
-        typer.echo(f"run {handle.run_id}: succeeded", err=as_json)
+            typer.echo(_("summary:") + "\n" + format_table([_("metric"), _("value")],
+                                                          [[k, v] for k, v in (handle.headline or {}).items()]))
+        typer.echo(_("run {run}: succeeded").format(run=handle.run_id), err=as_json)
         return 0
-    typer.echo(f"run {handle.run_id}: {status}: {handle.error}", err=True)
+    typer.echo(_("run {run}: {status}: {error}").format(run=handle.run_id, status=status, error=handle.error), err=True)
     return EXIT_INTERRUPTED if status == "cancelled" else EXIT_FAILED
 
 
@@ -280,10 +280,9 @@ def _find(store, ref: str) -> labhistory.RunRecord:
         raise _fail(str(exc.args[0]), EXIT_USAGE) from None
 
 
-@app.command("show")
-def show(ctx: typer.Context, run_id: str = typer.Argument(..., help="a run id, or its unambiguous start"),
-         as_json: bool = typer.Option(False, "--json", help="everything recorded, as JSON")) -> None:
-    """One run: config, status, headline, metrics summary, and its log when it did not succeed."""
+@app.command("show", help=N_("One run: config, status, headline, metrics summary, and its log when it did not succeed."))
+def show(ctx: typer.Context, run_id: str = typer.Argument(..., help=N_("a run id, or its unambiguous start")),
+         as_json: bool = typer.Option(False, "--json", help=N_("everything recorded, as JSON"))) -> None:
     store = _store(ctx)
     try:
         run = _find(store, run_id)
@@ -295,35 +294,40 @@ def show(ctx: typer.Context, run_id: str = typer.Argument(..., help="a run id, o
         typer.echo(json.dumps({"run": asdict(run), "metrics": {k: [list(p) for p in v] for k, v in metrics.items()},
                                "tables": [asdict(t) for t in tables]}, ensure_ascii=False, indent=2))
         return
-    exit_code = "" if run.exit_code is None else f" (exit {run.exit_code})"
-    typer.echo(f"run {run.id}: lab {run.lab}, day {run.day}, {run.preset} preset")
-    typer.echo(f"status: {run.status}{exit_code} · started {_when(run.started_ts)} · took {fmt_duration(run.duration_s)}")
+    exit_code = "" if run.exit_code is None else " " + _("(exit {code})").format(code=run.exit_code)
+    typer.echo(_("run {run}: lab {lab}, day {day}, {preset} preset").format(run=run.id, lab=run.lab, day=run.day,
+                                                                           preset=run.preset))
+    typer.echo(_("status: {status}{exit} · started {started} · took {took}").format(
+        status=run.status, exit=exit_code, started=_when(run.started_ts), took=fmt_duration(run.duration_s)))
     if run.error:
-        typer.echo(f"error: {run.error}")
-    typer.echo(f"files: {run.out_dir}" + ("" if not run.out_dir or Path(run.out_dir).is_dir() else " (no longer there)"))
-    typer.echo("config: " + ", ".join(f"{k}={fmt_value(v)}" for k, v in run.config.items()))
+        typer.echo(_("error: {message}").format(message=run.error))
+    gone = "" if not run.out_dir or Path(run.out_dir).is_dir() else " " + _("(no longer there)")
+    typer.echo(_("files: {path}").format(path=run.out_dir) + gone)
+    typer.echo(_("config:") + " " + ", ".join(f"{k}={fmt_value(v)}" for k, v in run.config.items()))
     if run.headline:
-        typer.echo("headline:\n" + format_table(["metric", "value"], [[k, v] for k, v in run.headline.items()]))
+        typer.echo(_("headline:") + "\n" + format_table([_("metric"), _("value")],
+                                                       [[k, v] for k, v in run.headline.items()]))
     if metrics:
         rows = []
         for key, series in metrics.items():
             s = labhistory.summarize(series)
             rows.append([key, str(s.points), s.first, s.last, s.low, s.high])
-        typer.echo("metrics:\n" + format_table(["key", "points", "first", "last", "min", "max"], rows))
+        header = [_("key"), _("points"), _("first"), _("last"), _("min"), _("max")]
+        typer.echo(_("metrics:") + "\n" + format_table(header, rows))
     for table in tables:
-        typer.echo(f"table {table.name}:\n" + format_table([str(c) for c in table.columns], table.rows))
+        typer.echo(_("table {name}:").format(name=table.name) + "\n"
+                   + format_table([str(c) for c in table.columns], table.rows))
     if run.charts:  # the figures the lab declared: what to look for in them
-        typer.echo("charts:\n" + "\n".join(f"  {c.title}: {c.look_for}".rstrip(": ") for c in run.charts))
+        typer.echo(_("charts:") + "\n" + "\n".join(f"  {c.title}: {c.look_for}".rstrip(": ") for c in run.charts))
     if run.status != "succeeded" and run.log_tail:
-        typer.echo("log tail:\n" + "\n".join("  " + line for line in run.log_tail.splitlines()))
+        typer.echo(_("log tail:") + "\n" + "\n".join("  " + line for line in run.log_tail.splitlines()))
 
 
-@app.command("compare")
+@app.command("compare", help=N_("Headline numbers, settings that differ and final metrics of several runs, side by side."))
 def compare(ctx: typer.Context,
-            run_ids: list[str] = typer.Argument(..., help="two or more run ids (or their unambiguous starts)")) -> None:
-    """Headline numbers, settings that differ and final metrics of several runs, side by side."""
+            run_ids: list[str] = typer.Argument(..., help=N_("two or more run ids (or their unambiguous starts)"))) -> None:
     if len(run_ids) < 2:
-        raise _fail("compare needs at least two runs", EXIT_USAGE)
+        raise _fail(_("compare needs at least two runs"), EXIT_USAGE)
     store = _store(ctx)
     try:
         ids = [_find(store, ref).id for ref in run_ids]
@@ -331,7 +335,7 @@ def compare(ctx: typer.Context,
     finally:
         store.close()
     header = ["", *[f"{r.id} ({r.status})" for r in result.runs]]
-    for title, section in (("headline", result.headline), ("settings that differ", result.config),
-                           ("final metrics", result.final)):
+    for title, section in ((_("headline:"), result.headline), (_("settings that differ:"), result.config),
+                           (_("final metrics:"), result.final)):
         if section:
-            typer.echo(f"{title}:\n" + format_table(header, [[k, *v] for k, v in section.items()]))
+            typer.echo(f"{title}\n" + format_table(header, [[k, *v] for k, v in section.items()]))
