@@ -11,14 +11,17 @@ from pathlib import Path
 import typer
 
 from llmcore_tui.cli.options import fail
+from llmcore_tui.i18n import N_, _
+
+HELP = N_("Write every card (both languages, math as MathJax) as an Anki package; re-exporting updates the same "
+          "notes in Anki instead of adding copies.")
 
 
 def export_anki(
-    output: Path = typer.Option(Path("llmcore-tui.apkg"), "-o", "--output", help="the .apkg file to write"),
-    quizzes: bool = typer.Option(False, "--quizzes/--no-quizzes", help="also export the quiz questions as notes"),
+    output: Path = typer.Option(Path("llmcore-tui.apkg"), "-o", "--output", help=N_("the .apkg file to write")),
+    quizzes: bool = typer.Option(False, "--quizzes/--no-quizzes", help=N_("also export the quiz questions as notes")),
 ) -> None:
-    """Write every card (both languages, math as MathJax) as an Anki package; re-exporting updates
-    the same notes in Anki instead of adding copies."""
+    # its help is HELP, given where commands.py registers it (the catalog does not read docstrings)
     from llmcore_tui.core import anki, roadmap
     from llmcore_tui.core.content import load_deck
     from llmcore_tui.core.paths import content_root
@@ -38,6 +41,11 @@ def export_anki(
     except anki.AnkiExportError as exc:
         raise fail(str(exc), 2) from None
     if deck.problems:
-        typer.echo(f"warning: {len(deck.problems)} card problem(s) skipped; run `llmcore-tui check`", err=True)
-    typer.echo(f"wrote {done.path}: {done.cards} cards" + (f", {done.questions} quiz questions" if quizzes else "")
-               + f" in {done.decks} day decks")
+        typer.echo(_("warning: {n} card problem(s) skipped; run `llmcore-tui check`").format(n=len(deck.problems)),
+                   err=True)
+    if quizzes:
+        typer.echo(_("wrote {path}: {cards} cards, {questions} quiz questions in {decks} day decks").format(
+            path=done.path, cards=done.cards, questions=done.questions, decks=done.decks))
+    else:
+        typer.echo(_("wrote {path}: {cards} cards in {decks} day decks").format(path=done.path, cards=done.cards,
+                                                                              decks=done.decks))

@@ -13,6 +13,9 @@ from typing import Optional
 import typer
 
 from llmcore_tui.cli.options import Options, fail, open_course, resolve_options
+from llmcore_tui.i18n import N_, _
+
+HELP = N_("Export your personal technical brief: key ideas, measured mastery, lab evidence, timeline.")
 
 EXIT_USAGE = 2
 
@@ -33,12 +36,12 @@ def _lang(ctx: typer.Context, lang: Optional[str], stored: str) -> str:
 def export_brief(
     ctx: typer.Context,
     output: Optional[Path] = typer.Option(None, "-o", "--output", show_default=False,
-                                          help="file to write (default: brief.md or brief.html here)"),
-    fmt: str = typer.Option("md", "--format", help="md (Markdown) or html (one self-contained page)"),
+                                          help=N_("file to write (default: brief.md or brief.html here)")),
+    fmt: str = typer.Option("md", "--format", help=N_("md (Markdown) or html (one self-contained page)")),
     lang: Optional[str] = typer.Option(None, "--lang", show_default=False,
-                                       help="en or zh (default: the root --lang, the lang setting, the locale)"),
+                                       help=N_("en or zh (default: the root --lang, the lang setting, the locale)")),
 ) -> None:
-    """Export your personal technical brief: key ideas, measured mastery, lab evidence, timeline."""
+    # its help is HELP, given where commands.py registers it (the catalog does not read docstrings)
     from llmcore_tui.core.brief import BriefError, check_target, default_output, normalize_format, write_brief
     from llmcore_tui.core.store import StoreError
 
@@ -47,7 +50,7 @@ def export_brief(
     except BriefError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     if lang is not None and lang not in ("en", "zh"):
-        raise fail(f"unknown language {lang!r}: expected en or zh", EXIT_USAGE)
+        raise fail(_("unknown language {lang}: expected en or zh").format(lang=repr(lang)), EXIT_USAGE)
     path = output if output is not None else default_output(fmt)
     try:
         check_target(path)  # before opening the database: a bad path costs nothing
@@ -67,8 +70,10 @@ def export_brief(
     finally:
         course.close()
     tot = brief.totals
-    typer.echo(f"wrote {path} ({fmt}, {chosen}): {len(brief.modules)} modules, {tot.introduced}/{tot.cards} cards "
-               f"introduced, {tot.reviews} reviews, {tot.quiz_answers} quiz answers, {tot.lab_runs} lab runs")
+    typer.echo(_("wrote {path} ({fmt}, {lang}): {modules} modules, {introduced}/{cards} cards introduced, {reviews} "
+                 "reviews, {answers} quiz answers, {runs} lab runs").format(
+        path=path, fmt=fmt, lang=chosen, modules=len(brief.modules), introduced=tot.introduced, cards=tot.cards,
+        reviews=tot.reviews, answers=tot.quiz_answers, runs=tot.lab_runs))
     for note in brief.notes:
         typer.echo(f"  {note}")
 

@@ -178,8 +178,8 @@ from llmcore_tui.cli import optimize as _optimize, smoke as _smoke  # noqa: E402
 app.add_typer(_lab.app, name="lab", help=N_("Run the labs and inspect or compare their recorded runs."))
 app.add_typer(_calc.app, name="calc",
               help=N_("Memory and compute calculator (KV cache, ZeRO, LoRA, FLOPs, MoE, speculative decoding)."))
-app.command("export-brief")(_brief.export_brief)
-app.command("export-anki")(_anki.export_anki)
+app.command("export-brief", help=_brief.HELP)(_brief.export_brief)
+app.command("export-anki", help=_anki.HELP)(_anki.export_anki)
 app.command("optimize")(_optimize.optimize)
 app.command("smoke", help=_smoke.HELP)(_smoke.smoke)
 
