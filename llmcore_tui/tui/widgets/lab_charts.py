@@ -91,7 +91,7 @@ def legend(lines: list[Drawn], width: int) -> Text:
             continue
         entry = Text(f"{REFERENCE_GLYPH if line.reference else LINE_GLYPH} {line.label}",
                      style=Style(color=Color.from_ansi(line.color)))
-        if rows[-1] and sum(len(e) + 2 for e in rows[-1]) + len(entry) > width:
+        if rows[-1] and sum(e.cell_len + 2 for e in rows[-1]) + entry.cell_len > width:  # cells: CJK is two
             rows.append([])
         rows[-1].append(entry)
     return Text("\n").join(Text("  ").join(row) for row in rows)
