@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import torch
 
-from labs._runtime import LabUsageError
+from labs._runtime import LabUsageError, launcher_place
 
 
 @dataclass(frozen=True)
@@ -82,24 +82,10 @@ class World:
         return float(self.sum(value)) / self.size
 
 
-LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")  # torchrun sets them all
-
-
 def launched_world() -> World | None:
-    """This process's place when a launcher (torchrun) started it, None when none did. A half-set
-    or malformed environment is a usage error: it would otherwise hang at the rendezvous."""
-    env = os.environ
-    if "RANK" not in env and "WORLD_SIZE" not in env:
-        return None
-    missing = [k for k in LAUNCHER_ENV if not env.get(k)]
-    if missing:
-        verb = "is" if len(missing) == 1 else "are"
-        raise LabUsageError(f"RANK or WORLD_SIZE is set but {', '.join(missing)} {verb} not: start the ranks with "
-                            "torchrun, which sets them all")
-    if not all(env[k].isdigit() for k in LAUNCHER_ENV[:3]) or int(env["RANK"]) >= int(env["WORLD_SIZE"]):
-        raise LabUsageError(f"RANK={env['RANK']}, WORLD_SIZE={env['WORLD_SIZE']}, LOCAL_RANK={env['LOCAL_RANK']}: "
-                            "expected whole numbers with RANK < WORLD_SIZE")
-    return World(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]))
+    """This process's place when a launcher (torchrun) started it, None when none did."""
+    place = launcher_place()
+    return None if place is None else World(*place)
 
 
 def check_divides(batch: int, name: str) -> None:

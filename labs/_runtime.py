@@ -396,6 +396,27 @@ def make_config(module: types.ModuleType, toy: bool, seed: int | None, device: s
     return apply_overrides(module.Config(), overrides, assignments)
 
 
+LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")  # torchrun sets them all
+
+
+def launcher_place() -> tuple[int, int, int] | None:
+    """(rank, world size, local rank) when a launcher (torchrun) started this process, None when
+    none did: the one reader of the launcher's variables. A half-set or malformed environment is a
+    usage error: it would otherwise hang at the rendezvous."""
+    env = os.environ
+    if "RANK" not in env and "WORLD_SIZE" not in env:
+        return None
+    missing = [k for k in LAUNCHER_ENV if not env.get(k)]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise LabUsageError(f"RANK or WORLD_SIZE is set but {', '.join(missing)} {verb} not: start the ranks with "
+                            "torchrun, which sets them all")
+    if not all(env[k].isdigit() for k in LAUNCHER_ENV[:3]) or int(env["RANK"]) >= int(env["WORLD_SIZE"]):
+        raise LabUsageError(f"RANK={env['RANK']}, WORLD_SIZE={env['WORLD_SIZE']}, LOCAL_RANK={env['LOCAL_RANK']}: "
+                            "expected whole numbers with RANK < WORLD_SIZE")
+    return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"])
+
+
 def default_out_dir(name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("output") / "labs" / f"{name}-{stamp}-{os.getpid()}"
@@ -441,6 +462,7 @@ def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> in
             raise LabUsageError(f"--threads {args.threads}: expected a positive number")
         cfg = make_config(module, args.toy, args.seed, args.device, args.assignments, args.threads)
         check_device(cfg.device)
+        place = launcher_place()
     except (_ArgumentError, LabUsageError) as exc:
         if "--json" in (argv if argv is not None else sys.argv[1:]):
             stream.write(json.dumps(protocol.encode(protocol.Error(str(exc), "usage"))) + "\n")
@@ -457,9 +479,9 @@ def main(argv: Sequence[str] | None = None, stream: IO[str] | None = None) -> in
     if args.threads is not None:
         os.environ[THREADS_ENV] = str(args.threads)
     scratch = None
-    if args.out is None and os.environ.get("WORLD_SIZE") and os.environ.get("RANK", "0") != "0":
+    if args.out is None and place is not None and place[0] != 0:
         # a launcher's rank other than 0 reports nothing: no run folder of its own beside rank 0's
-        scratch = tempfile.TemporaryDirectory(prefix=f"lab-{args.name}-rank{os.environ['RANK']}-")
+        scratch = tempfile.TemporaryDirectory(prefix=f"lab-{args.name}-rank{place[0]}-")
     out_dir = Path(scratch.name) if scratch else (args.out or default_out_dir(args.name))
     out_dir.mkdir(parents=True, exist_ok=True)
     emit = Emitter(args.name, stream, args.json, None if scratch else out_dir / "events.jsonl",

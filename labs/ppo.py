@@ -85,7 +85,7 @@ LIMITS = {
     "warmup_steps": Range(0), "clip_eps": Range(0, 1, low_open=True, high_open=True),
     "value_clip": Range(0, low_open=True), "kl_coef": Range(0), "gamma": Range(0, 1), "lam": Range(0, 1),
     "eval_every": Range(1), "eval_problems": Range(10), "big_lr": Range(0, low_open=True), "big_epochs": Range(1),
-    "big_iterations": Range(1), "gradient_checkpointing": Range(),  # a switch: no range
+    "big_iterations": Range(1),
 }
 
 TOY = {"sft_preset": "toy", "iterations": 80, "prompts_per_iter": 64, "minibatches": 1, "eval_every": 20,

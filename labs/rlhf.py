@@ -110,7 +110,6 @@ LIMITS = {
     "lr": Range(0, low_open=True), "value_lr": Range(0, low_open=True), "warmup_steps": Range(0),
     "clip_eps": Range(0, 1, low_open=True, high_open=True), "value_clip": Range(0, low_open=True),
     "gamma": Range(0, 1), "lam": Range(0, 1), "eval_every": Range(1), "eval_problems": Range(10),
-    "gradient_checkpointing": Range(),  # a switch: no range
 }
 
 TOY = {"sft_preset": "toy", "rm_pairs": 4000, "rm_heldout_pairs": 400, "rm_steps": 120, "iterations": 40,

@@ -155,8 +155,9 @@ def test_a_rank_other_than_0_leaves_no_run_folder_of_its_own(tmp_path, monkeypat
     from labs._runtime import main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
+    for key, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(key, value)
     assert main(["mdp", "--toy", "--json"], io.StringIO()) == 0
     assert not (tmp_path / "output").exists()
     monkeypatch.setenv("RANK", "0")
