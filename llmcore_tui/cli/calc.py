@@ -15,18 +15,19 @@ from typing import Any, Optional
 import typer
 
 from llmcore_tui.core import calc
+from llmcore_tui.i18n import N_
 
 app = typer.Typer(
-    help="Memory and compute calculator: KV cache, weights, ZeRO training memory, LoRA, activations, FLOPs, "
-         "mixture of experts, speculative decoding.",
+    help=N_("Memory and compute calculator: KV cache, weights, ZeRO training memory, LoRA, activations, FLOPs, "
+         "mixture of experts, speculative decoding."),
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-PresetOpt = typer.Option(None, "--preset", "-p", help="a model preset (see `calc presets`)", show_default=False)
-JsonOpt = typer.Option(False, "--json", help="print JSON instead of a table")
-ParamsOpt = typer.Option(None, "--params", help="parameter count, e.g. 7B, 6.74e9 (instead of --preset)", show_default=False)
+PresetOpt = typer.Option(None, "--preset", "-p", help=N_("a model preset (see `calc presets`)"), show_default=False)
+JsonOpt = typer.Option(False, "--json", help=N_("print JSON instead of a table"))
+ParamsOpt = typer.Option(None, "--params", help=N_("parameter count, e.g. 7B, 6.74e9 (instead of --preset)"), show_default=False)
 
 
 def _opt(default: Any, flag: str, help_text: str, **kw: Any) -> Any:
@@ -152,9 +153,8 @@ def _wrap(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 # ---- commands ----------------------------------------------------------------------------------
 
-@app.command()
+@app.command(help=N_("The model presets: their configs and parameter counts (computed vs published)."))
 def presets(as_json: bool = JsonOpt) -> None:
-    """The model presets: their configs and parameter counts (computed vs published)."""
     models = list(calc.PRESETS.values())
     if as_json:
         _json([{**{f.name: getattr(m, f.name) for f in dataclasses.fields(m)}, "params": m.params,
@@ -170,19 +170,18 @@ def presets(as_json: bool = JsonOpt) -> None:
     typer.echo(_table(rows, right=set(range(1, 8)) | {9, 10, 11}))
 
 
-@app.command()
+@app.command(help=N_("KV cache: 2 · layers · kv_heads · head_dim · seq_len · batch · bytes_per_value."))
 def kv(
     preset: Optional[str] = PresetOpt,
-    layers: Optional[int] = _opt(None, "--layers", "transformer layers", min=1),
-    kv_heads: Optional[int] = _opt(None, "--kv-heads", "key/value heads (= heads for MHA, 1 for MQA)", min=1),
-    head_dim: Optional[int] = _opt(None, "--head-dim", "dimension of one head", min=1),
-    heads: Optional[int] = _opt(None, "--heads", "query heads (only to compare with MHA)", min=1),
-    seq_len: int = _opt(4096, "--seq-len", "tokens in context", min=1),
-    batch: int = _opt(1, "--batch", "sequences decoded together", min=1),
-    dtype: str = _opt("fp16", "--dtype", "cache dtype: fp32, bf16, fp16, int8, int4"),
+    layers: Optional[int] = _opt(None, "--layers", N_("transformer layers"), min=1),
+    kv_heads: Optional[int] = _opt(None, "--kv-heads", N_("key/value heads (= heads for MHA, 1 for MQA)"), min=1),
+    head_dim: Optional[int] = _opt(None, "--head-dim", N_("dimension of one head"), min=1),
+    heads: Optional[int] = _opt(None, "--heads", N_("query heads (only to compare with MHA)"), min=1),
+    seq_len: int = _opt(4096, "--seq-len", N_("tokens in context"), min=1),
+    batch: int = _opt(1, "--batch", N_("sequences decoded together"), min=1),
+    dtype: str = _opt("fp16", "--dtype", N_("cache dtype: fp32, bf16, fp16, int8, int4")),
     as_json: bool = JsonOpt,
 ) -> None:
-    """KV cache: 2 · layers · kv_heads · head_dim · seq_len · batch · bytes_per_value."""
     dtype = _dtype(dtype)
     model = _model(preset, ("layers", "kv_heads", "head_dim"), layers=layers, kv_heads=kv_heads,
                    head_dim=head_dim, heads=heads)
@@ -193,14 +192,13 @@ def kv(
           seq_len=seq_len, batch=batch, dtype=dtype)
 
 
-@app.command()
+@app.command(help=N_("Weight memory: parameters · bytes per parameter (fp32 4, bf16/fp16 2, int8 1, int4 0.5)."))
 def weights(
     preset: Optional[str] = PresetOpt,
     params: Optional[str] = ParamsOpt,
-    dtype: Optional[str] = _opt(None, "--dtype", "one dtype, itemised (default: a table of every dtype)"),
+    dtype: Optional[str] = _opt(None, "--dtype", N_("one dtype, itemised (default: a table of every dtype)")),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Weight memory: parameters · bytes per parameter (fp32 4, bf16/fp16 2, int8 1, int4 0.5)."""
     n, label = _params(preset, params)
     subject: calc.ModelConfig | float = _preset(preset) if preset else n
     if dtype is not None:
@@ -216,16 +214,16 @@ def weights(
         [d, calc.format_bytes(v), calc.format_bytes(v, binary=False)] for d, v in sizes.items()], right={1, 2}))
 
 
-@app.command()
+@app.command(help=N_("Training memory per GPU: plain data parallelism and ZeRO 1/2/3 with mixed-precision Adam "
+                     "(16 B/param)."))
 def train(
     preset: Optional[str] = PresetOpt,
     params: Optional[str] = ParamsOpt,
-    gpus: int = _opt(8, "--gpus", "data-parallel GPUs", min=1),
-    stage: Optional[int] = _opt(None, "--stage", "ZeRO stage 0-3, itemised (default: a table of all stages)", min=0, max=3),
-    activations: Optional[str] = _opt(None, "--activations", "activation memory per GPU to add, e.g. '20 GiB' (ZeRO does not shard it)"),
+    gpus: int = _opt(8, "--gpus", N_("data-parallel GPUs"), min=1),
+    stage: Optional[int] = _opt(None, "--stage", N_("ZeRO stage 0-3, itemised (default: a table of all stages)"), min=0, max=3),
+    activations: Optional[str] = _opt(None, "--activations", N_("activation memory per GPU to add, e.g. '20 GiB' (ZeRO does not shard it)")),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Training memory per GPU: plain data parallelism and ZeRO 1/2/3 with mixed-precision Adam (16 B/param)."""
     n, label = _params(preset, params)
     act = 0.0
     if activations is not None:
@@ -252,21 +250,21 @@ def train(
     typer.echo(_table(rows, right=set(range(1, len(head)))))
 
 
-@app.command()
+@app.command(help=N_("LoRA: trainable parameters r·(d_in + d_out) per adapted matrix, and the memory saved vs full "
+                     "fine-tuning."))
 def lora(
     preset: Optional[str] = PresetOpt,
-    rank: int = _opt(8, "--rank", "LoRA rank r", min=1),
-    targets: str = _opt("qv", "--targets", "comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or qv, attention, mlp, all"),
-    base_dtype: str = _opt("bf16", "--base-dtype", "dtype of the frozen base weights (int4 = QLoRA)"),
-    layers: Optional[int] = _opt(None, "--layers", "transformer layers", min=1),
-    hidden: Optional[int] = _opt(None, "--hidden", "hidden size", min=1),
-    heads: Optional[int] = _opt(None, "--heads", "attention heads", min=1),
-    kv_heads: Optional[int] = _opt(None, "--kv-heads", "key/value heads (default: --heads)", min=1),
-    intermediate: Optional[int] = _opt(None, "--intermediate", "MLP intermediate size", min=1),
-    vocab: Optional[int] = _opt(None, "--vocab", "vocabulary size", min=1),
+    rank: int = _opt(8, "--rank", N_("LoRA rank r"), min=1),
+    targets: str = _opt("qv", "--targets", N_("comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or qv, attention, mlp, all")),
+    base_dtype: str = _opt("bf16", "--base-dtype", N_("dtype of the frozen base weights (int4 = QLoRA)")),
+    layers: Optional[int] = _opt(None, "--layers", N_("transformer layers"), min=1),
+    hidden: Optional[int] = _opt(None, "--hidden", N_("hidden size"), min=1),
+    heads: Optional[int] = _opt(None, "--heads", N_("attention heads"), min=1),
+    kv_heads: Optional[int] = _opt(None, "--kv-heads", N_("key/value heads (default: --heads)"), min=1),
+    intermediate: Optional[int] = _opt(None, "--intermediate", N_("MLP intermediate size"), min=1),
+    vocab: Optional[int] = _opt(None, "--vocab", N_("vocabulary size"), min=1),
     as_json: bool = JsonOpt,
 ) -> None:
-    """LoRA: trainable parameters r·(d_in + d_out) per adapted matrix, and the memory saved vs full fine-tuning."""
     base_dtype = _dtype(base_dtype, "--base-dtype")
     model = _model(preset, ("layers", "hidden", "heads", "intermediate", "vocab"), layers=layers, hidden=hidden,
                    heads=heads, kv_heads=kv_heads, intermediate=intermediate, vocab=vocab)
@@ -291,20 +289,19 @@ def lora(
                f"({est.saving_bytes / est.full.total:.1%})")
 
 
-@app.command()
+@app.command(help=N_("Activation memory (Korthikanti et al. 2022): layers · s·b·h·(34 + 5·a·s/h) bytes in fp16."))
 def activations(
     preset: Optional[str] = PresetOpt,
-    layers: Optional[int] = _opt(None, "--layers", "transformer layers", min=1),
-    hidden: Optional[int] = _opt(None, "--hidden", "hidden size", min=1),
-    heads: Optional[int] = _opt(None, "--heads", "attention heads", min=1),
-    seq_len: int = _opt(4096, "--seq-len", "sequence length", min=1),
-    batch: int = _opt(1, "--batch", "micro-batch size", min=1),
-    recompute: str = _opt("none", "--recompute", "none, selective or full"),
-    tp: int = _opt(1, "--tp", "tensor-parallel size", min=1),
-    sequence_parallel: bool = _opt(False, "--sequence-parallel", "shard the non-tensor-parallel parts too"),
+    layers: Optional[int] = _opt(None, "--layers", N_("transformer layers"), min=1),
+    hidden: Optional[int] = _opt(None, "--hidden", N_("hidden size"), min=1),
+    heads: Optional[int] = _opt(None, "--heads", N_("attention heads"), min=1),
+    seq_len: int = _opt(4096, "--seq-len", N_("sequence length"), min=1),
+    batch: int = _opt(1, "--batch", N_("micro-batch size"), min=1),
+    recompute: str = _opt("none", "--recompute", N_("none, selective or full")),
+    tp: int = _opt(1, "--tp", N_("tensor-parallel size"), min=1),
+    sequence_parallel: bool = _opt(False, "--sequence-parallel", N_("shard the non-tensor-parallel parts too")),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Activation memory (Korthikanti et al. 2022): layers · s·b·h·(34 + 5·a·s/h) bytes in fp16."""
     if recompute not in calc.RECOMPUTE_MODES:
         raise typer.BadParameter(f"expected one of {', '.join(calc.RECOMPUTE_MODES)}", param_hint="--recompute")
     model = _model(preset, ("layers", "hidden", "heads"), layers=layers, hidden=hidden, heads=heads)
@@ -313,14 +310,13 @@ def activations(
           sequence_parallel=sequence_parallel)
 
 
-@app.command()
+@app.command(help=N_("FLOPs: about 6·N per token to train, 2·N per token for inference; 6·N·D in total."))
 def flops(
     preset: Optional[str] = PresetOpt,
     params: Optional[str] = ParamsOpt,
-    tokens: Optional[str] = _opt(None, "--tokens", "training tokens, e.g. 1.4T (default: per token)"),
+    tokens: Optional[str] = _opt(None, "--tokens", N_("training tokens, e.g. 1.4T (default: per token)")),
     as_json: bool = JsonOpt,
 ) -> None:
-    """FLOPs: about 6·N per token to train, 2·N per token for inference; 6·N·D in total."""
     n, label = _params(preset, params)
     d = _count(tokens, "--tokens") if tokens is not None else 0.0
     b = calc.flops_breakdown(n, d)
@@ -338,16 +334,16 @@ def flops(
     typer.echo(_table(rows))
 
 
-@app.command()
+@app.command(help=N_("Mixture of experts: parameters stored (every expert) against those one token uses (top-k)."))
 def moe(
-    preset: str = typer.Argument(..., help="a model preset (see `calc presets`), e.g. mixtral-8x7b",
+    preset: str = typer.Argument(..., help=N_("a model preset (see `calc presets`), e.g. mixtral-8x7b"),
                                  show_default=False),
-    experts: Optional[int] = _opt(None, "--experts", "routed experts per layer (makes a dense preset an MoE)", min=1),
-    top_k: Optional[int] = _opt(None, "--top-k", "experts each token is routed to", min=1),
-    shared_experts: Optional[int] = _opt(None, "--shared-experts", "experts every token goes through", min=0),
+    experts: Optional[int] = _opt(None, "--experts", N_("routed experts per layer (makes a dense preset an MoE)"),
+                                  min=1),
+    top_k: Optional[int] = _opt(None, "--top-k", N_("experts each token is routed to"), min=1),
+    shared_experts: Optional[int] = _opt(None, "--shared-experts", N_("experts every token goes through"), min=0),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Mixture of experts: parameters stored (every expert) against those one token uses (top-k)."""
     base = _preset(preset)
     given = {k: v for k, v in (("experts", experts), ("experts_per_token", top_k),
                                ("shared_experts", shared_experts)) if v is not None}
@@ -374,20 +370,20 @@ def moe(
                f"inference: {calc.format_flops(calc.flops_per_token(model, training=False))} per token (2·N_active)")
 
 
-@app.command("moe-a2a")
+@app.command("moe-a2a", help=N_("Expert-parallel all-to-all per MoE layer: 2 · T · k · h · bytes · (EP − 1)/EP sent "
+                                "by one device."))
 def moe_a2a(
-    tokens: str = typer.Option(..., "--tokens", help="tokens on one device in the layer, e.g. 4096 or 8k",
+    tokens: str = typer.Option(..., "--tokens", help=N_("tokens on one device in the layer, e.g. 4096 or 8k"),
                                show_default=False),
-    ep: int = typer.Option(..., "--ep", help="expert-parallel devices the experts are spread over", min=1,
+    ep: int = typer.Option(..., "--ep", help=N_("expert-parallel devices the experts are spread over"), min=1,
                            show_default=False),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="an MoE preset: its hidden size and top-k",
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=N_("an MoE preset: its hidden size and top-k"),
                                          show_default=False),
-    hidden: Optional[int] = _opt(None, "--hidden", "hidden size h (the vector each routed token carries)", min=1),
-    top_k: Optional[int] = _opt(None, "--top-k", "experts each token is routed to", min=1),
-    dtype: str = _opt("bf16", "--dtype", "dtype of the hidden vectors sent"),
+    hidden: Optional[int] = _opt(None, "--hidden", N_("hidden size h (the vector each routed token carries)"), min=1),
+    top_k: Optional[int] = _opt(None, "--top-k", N_("experts each token is routed to"), min=1),
+    dtype: str = _opt("bf16", "--dtype", N_("dtype of the hidden vectors sent")),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Expert-parallel all-to-all per MoE layer: 2 · T · k · h · bytes · (EP − 1)/EP sent by one device."""
     dtype = _dtype(dtype)
     n_tokens = _count(tokens, "--tokens")
     if preset:
@@ -403,16 +399,15 @@ def moe_a2a(
     _emit(b, as_json, tokens=calc.tidy(n_tokens), hidden=hidden, top_k=top_k, ep=ep, dtype=dtype)
 
 
-@app.command()
+@app.command(help=N_("Speculative decoding: (1 − α^(k+1)) / (1 − α) tokens per forward pass of the target model."))
 def speculative(
-    alpha: float = typer.Option(..., "--alpha", help="chance each draft token is accepted, from 0 to 1",
+    alpha: float = typer.Option(..., "--alpha", help=N_("chance each draft token is accepted, from 0 to 1"),
                                 show_default=False),
-    k: int = typer.Option(..., "--k", "-k", help="draft tokens proposed per step (look-ahead)", show_default=False),
+    k: int = typer.Option(..., "--k", "-k", help=N_("draft tokens proposed per step (look-ahead)"), show_default=False),
     draft_cost: Optional[float] = _opt(None, "--draft-cost",
                                        "a draft forward's cost in target forwards (e.g. 0.05): adds the speed-up"),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Speculative decoding: (1 − α^(k+1)) / (1 − α) tokens per forward pass of the target model."""
     tokens = _wrap(calc.speculative_tokens_per_step, alpha, k)
     speedup = None if draft_cost is None else _wrap(calc.speculative_speedup, alpha, k, draft_cost)
     shown = range(1, k + 1) if k <= 16 else (k,)  # the diminishing return of a longer look-ahead
