@@ -131,3 +131,17 @@ def test_threshold_setting_overrides_the_file(real_course):
 def test_unknown_module_is_an_error(real_course):
     with pytest.raises(ValueError, match="no quiz questions"):
         QuizSitting(real_course, "nope")
+
+
+def test_advanced_questions_wait_until_the_advanced_cards_are_learned(real_course):
+    from llmcore_tui.core.srs import GOOD
+
+    advanced = {q.id for q in real_course.quiz_bank.for_module("grpo") if "advanced" in q.tags}
+    assert advanced  # the frontier topics beside day 8 ask some
+    asked = {shown.id for shown in QuizSitting(real_course, "grpo", seed=1).questions}
+    assert asked and not asked & advanced
+    for item in real_course.new_items({8}):
+        if item.item_id in real_course.summary.advanced["grpo"]:
+            real_course.srs.rate(item, GOOD, FIXED_NOW)
+    asked = {shown.id for shown in QuizSitting(real_course, "grpo", seed=1).questions}
+    assert advanced <= asked

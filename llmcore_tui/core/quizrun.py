@@ -21,6 +21,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from llmcore_tui.core import quiz
+from llmcore_tui.core.content import ADVANCED_TAG
 from llmcore_tui.core.quiz import Grade, PresentedQuestion, QuizBank, SittingResult
 from llmcore_tui.core.srs import AGAIN, NewItem
 
@@ -65,6 +66,17 @@ def pass_threshold(course: "Course", module: str) -> float:
     return bank_of(course).pass_threshold(module)
 
 
+def asked_questions(course: "Course", bank: QuizBank, module: str) -> list:
+    """The questions a sitting of ``module`` asks: its core ones, and its ``advanced`` ones only once
+    the learner has met every advanced card of the module (a day is passed without them)."""
+    questions = bank.for_module(module)
+    advanced_cards = len(course.summary.advanced.get(module, ()))
+    if advanced_cards and course.advanced_introduced().get(module, 0) >= advanced_cards:
+        return questions
+    core = [q for q in questions if ADVANCED_TAG not in q.tags]
+    return core or questions
+
+
 class QuizSitting:
     """One sitting of a module's quiz. ``seed`` fixes the order and the drawn numbers."""
 
@@ -80,7 +92,7 @@ class QuizSitting:
         self.seed = random.randrange(2**31) if seed is None else seed
         self.rng = random.Random(self.seed)
         self.questions: list[PresentedQuestion] = quiz.draw_sitting(
-            self.bank.for_module(module), self.rng, limit, shuffle)
+            asked_questions(course, self.bank, module), self.rng, limit, shuffle)
         info = self.bank.info(module)
         self.day = info.day if info else self.questions[0].question.day
         self.title = dict(info.title) if info else {"en": module, "zh": module}
