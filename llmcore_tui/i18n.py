@@ -110,7 +110,6 @@ def language_in(argv: list[str], default: str) -> str:
 def localize_command(command: Any) -> Any:
     """Translate the help of a click command built by typer (its parameters, its ``--help`` and
     its sub-commands) and the headings typer draws around them; returns ``command``."""
-    import click
     from typer import rich_utils
 
     # typer reads these module constants when it draws a help page; they were set, in English,
@@ -119,11 +118,27 @@ def localize_command(command: Any) -> Any:
     rich_utils.ARGUMENTS_PANEL_TITLE, rich_utils.ERRORS_PANEL_TITLE = _("Arguments"), _("Error")
     rich_utils.DEFAULT_STRING, rich_utils.REQUIRED_LONG_STRING = _("[default: {}]"), _("[required]")
     names = (command.context_settings or {}).get("help_option_names", ["--help"])
-    _localize_tree(command, lambda cmd: click.Context(cmd, help_option_names=names))
+    context_class = _usage_context(command.context_class)
+    _localize_tree(command, lambda cmd: context_class(cmd, help_option_names=names), context_class)
     return command
 
 
-def _localize_tree(command: Any, context: Any) -> None:
+def _usage_context(base: Any) -> Any:
+    """The command's own context class (typer's click), whose help pages say "Usage:" in the
+    interface language: the click typer ships writes it in English."""
+
+    class Formatter(base.formatter_class):  # type: ignore[name-defined,misc]
+        def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+            super().write_usage(prog, args, _("Usage:") + " " if prefix is None else prefix)
+
+    class Context(base):  # type: ignore[valid-type,misc]
+        formatter_class = Formatter
+
+    return Context
+
+
+def _localize_tree(command: Any, context: Any, context_class: Any) -> None:
+    command.context_class = context_class
     for attr in ("help", "short_help", "epilog"):
         if getattr(command, attr, None):
             setattr(command, attr, _(getattr(command, attr)))
@@ -134,4 +149,4 @@ def _localize_tree(command: Any, context: Any) -> None:
     if help_option is not None:
         help_option.help = _("Show this message and exit.")
     for sub in getattr(command, "commands", {}).values():
-        _localize_tree(sub, context)
+        _localize_tree(sub, context, context_class)
