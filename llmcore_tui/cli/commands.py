@@ -77,7 +77,7 @@ def check(ctx: typer.Context,
     for card in deck.cards:
         counts[card.module] = counts.get(card.module, 0) + 1
     day_, module_, cards_, quiz_ = _("day"), _("module"), _("cards"), _("quiz")
-    typer.echo(f"{day_:>3}  {module_:<12} {cards_:>5} {quiz_:>5}")
+    typer.echo(f"{_cells(day_, -3)}  {_cells(module_, 12)} {_cells(cards_, -5)} {_cells(quiz_, -5)}")
     for day in roadmap.DAYS:
         if day.module == "brief":
             continue
@@ -96,6 +96,15 @@ def check(ctx: typer.Context,
         raise typer.Exit(1)
 
 
+def _cells(text: str, width: int) -> str:
+    """``text`` padded to ``width`` terminal cells (a CJK character takes two); a negative width
+    right-aligns it."""
+    from rich.cells import cell_len
+
+    pad = " " * max(0, abs(width) - cell_len(text))
+    return pad + text if width < 0 else text + pad
+
+
 def _counts_by_file(cards: list, questions: list) -> None:
     """One line per content file: what a topic adds, core cards apart from advanced ones."""
     from llmcore_tui.core.content import ADVANCED_TAG
@@ -108,7 +117,7 @@ def _counts_by_file(cards: list, questions: list) -> None:
         rows.setdefault(Path(question.path).name, [0, 0, 0])[2] += 1
     typer.echo("")
     file_, core_, advanced_, quiz_ = _("file"), _("core"), _("adv."), _("quiz")
-    typer.echo(f"{file_:<34} {core_:>5} {advanced_:>5} {quiz_:>5}")
+    typer.echo(f"{_cells(file_, 34)} {_cells(core_, -5)} {_cells(advanced_, -5)} {_cells(quiz_, -5)}")
     for name in sorted(rows):
         core, advanced, asked = rows[name]
         typer.echo(f"{name:<34} {core:>5} {advanced:>5} {asked:>5}")
@@ -134,7 +143,8 @@ def stats(ctx: typer.Context) -> None:
     labels = {"done": _("done"), "open": _("open"), "locked": _("locked")}
     for status in course.day_statuses():
         details = "; ".join(c.detail for c in status.criteria)
-        typer.echo(f"{status.day.number:>3}  {labels[status.label]:<6} {pick(status.day.title):<24} {details}")
+        typer.echo(f"{status.day.number:>3}  {_cells(labels[status.label], 6)} {_cells(pick(status.day.title), 24)} "
+                   f"{details}")
     from llmcore_tui.core import stats as learning_stats
 
     typer.echo("")
