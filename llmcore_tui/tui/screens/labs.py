@@ -28,6 +28,7 @@ from textual.worker import get_current_worker
 from labs.registry import BY_NAME, LABS, LabInfo
 from llmcore_tui.core import labhistory
 from llmcore_tui.core.labruns import LabRunner, RunHandle
+from llmcore_tui.i18n import N_, Localized, _
 from llmcore_tui.tui.widgets.lab_lists import RUNS_LISTED, LabList, RunList
 from llmcore_tui.tui.widgets.live_feed import LiveFeed
 from llmcore_tui.tui.widgets.run_view import RunView
@@ -35,20 +36,21 @@ from llmcore_tui.tui.widgets.run_view import RunView
 COMPARE_RUNS = 5
 
 
-class LabsScreen(Screen):
+class LabsScreen(Localized, Screen):
     CSS_PATH = "../labs.tcss"
 
     BINDINGS = [
-        Binding("t", "launch('toy')", "Toy", id="labs.toy",
-                tooltip="Run the selected lab's toy preset (seconds on a CPU); enter does the same"),
-        Binding("f", "launch('full')", "Full", id="labs.full", tooltip="Run the full preset (minutes or more)"),
-        Binding("c", "cancel", "Cancel", id="labs.cancel", tooltip="Stop the running lab and everything it started"),
-        Binding("h", "show_run", "Show", id="labs.show", show=False,  # selecting a lab or a run shows it already
-                tooltip="Headline, charts and log of the selected run (or the lab's latest)"),
-        Binding("x", "compare", "Compare", id="labs.compare",
-                tooltip="The run side by side with earlier runs of the same lab, their curves overlaid"),
-        Binding("n", "next_chart", "Chart", id="labs.chart", tooltip="The next chart of the run"),
-        Binding("escape", "app.switch_mode('today')", "Back", id="labs.back", tooltip="Back to Today"),
+        Binding("t", "launch('toy')", N_("Toy"), id="labs.toy",
+                tooltip=N_("Run the selected lab's toy preset (seconds on a CPU); enter does the same")),
+        Binding("f", "launch('full')", N_("Full"), id="labs.full", tooltip=N_("Run the full preset (minutes or more)")),
+        Binding("c", "cancel", N_("Cancel"), id="labs.cancel",
+                tooltip=N_("Stop the running lab and everything it started")),
+        Binding("h", "show_run", N_("Show"), id="labs.show", show=False,  # selecting a lab or a run shows it already
+                tooltip=N_("Headline, charts and log of the selected run (or the lab's latest)")),
+        Binding("x", "compare", N_("Compare"), id="labs.compare",
+                tooltip=N_("The run side by side with earlier runs of the same lab, their curves overlaid")),
+        Binding("n", "next_chart", N_("Chart"), id="labs.chart", tooltip=N_("The next chart of the run")),
+        Binding("escape", "app.switch_mode('today')", N_("Back"), id="labs.back", tooltip=N_("Back to Today")),
     ]
 
     class RunStarted(Message):
@@ -81,10 +83,10 @@ class LabsScreen(Screen):
         yield Header()
         with Horizontal(id="labs-main"):
             with Vertical(id="labs-side"):
-                yield Static("Labs", classes="title")
+                yield Static(_("Labs"), classes="title")
                 yield LabList(id="labs-table")
                 yield Static(id="labs-about", classes="muted")
-                yield Static("Runs", id="labs-runs-title", classes="title")
+                yield Static(_("Runs"), id="labs-runs-title", classes="title")
                 yield RunList(id="labs-runs")
             yield RunView(id="labs-view")
         yield Footer(compact=True)  # every key and the palette's fit in 80 columns
@@ -154,8 +156,9 @@ class LabsScreen(Screen):
             self.run_list.show([])
             return
         info = BY_NAME[lab]
-        self.query_one("#labs-about", Static).update(f"[b]{info.title}[/b] (day {info.day})\n{info.summary}")
-        self.query_one("#labs-runs-title", Static).update(f"Runs of {lab}")
+        self.query_one("#labs-about", Static).update(f"[b]{info.title}[/b] (" + _("day {n}").format(n=info.day)
+                                                     + f")\n{info.summary}")
+        self.query_one("#labs-runs-title", Static).update(_("Runs of {lab}").format(lab=lab))
         self.run_list.show(labhistory.list_runs(self.course.store, lab, limit=RUNS_LISTED))
 
     def on_data_table_row_highlighted(self, event: LabList.RowHighlighted) -> None:
@@ -203,7 +206,7 @@ class LabsScreen(Screen):
             return
         if self.active is not None or self.launching is not None:
             running = self.active.lab if self.active else self.launching
-            self.notify(f"{running} is running; c cancels it.", severity="warning", timeout=3)
+            self.notify(_("{lab} is running; c cancels it.").format(lab=running), severity="warning", timeout=3)
             return
         self.launching = lab
         self.feed = LiveFeed(lab, preset)
@@ -239,7 +242,7 @@ class LabsScreen(Screen):
     def on_labs_screen_launch_failed(self, message: LaunchFailed) -> None:
         self.launching = None
         self.refresh_bindings()
-        self._show_error(f"{message.lab} could not start: {message.error}")
+        self._show_error(_("{lab} could not start: {error}").format(lab=message.lab, error=message.error))
 
     def on_labs_screen_run_ended(self, message: RunEnded) -> None:
         handle = message.handle
@@ -257,18 +260,18 @@ class LabsScreen(Screen):
         if self.showing_live:
             self.view.ended(handle)
         if handle.status == "succeeded":
-            self.notify(f"{handle.lab} succeeded.", timeout=4)
+            self.notify(_("{lab} succeeded.").format(lab=handle.lab), timeout=4)
         elif handle.status == "cancelled":
-            self.notify(f"{handle.lab} cancelled.", severity="warning", timeout=4)
+            self.notify(_("{lab} cancelled.").format(lab=handle.lab), severity="warning", timeout=4)
         else:
             self._show_error(f"{handle.lab} {handle.status}: {handle.error}", in_panel=self.showing_live)
 
     def action_cancel(self) -> None:
         if self.active is None:
-            self.notify("No lab is running.", timeout=2)
+            self.notify(_("No lab is running."), timeout=2)
             return
         if self.active.cancel():
-            self.notify(f"Cancelling {self.active.lab} …", timeout=2)
+            self.notify(_("Cancelling {lab} …").format(lab=self.active.lab), timeout=2)
 
     # -- the live view ---------------------------------------------------------------------------
     def _drain(self) -> None:
@@ -307,7 +310,7 @@ class LabsScreen(Screen):
     def action_show_run(self) -> None:
         run_id = self._run_to_show()
         if run_id is None:
-            self.notify("No run yet: t runs the toy preset.", timeout=3)
+            self.notify(_("No run yet: t runs the toy preset."), timeout=3)
             return
         self.show_run(run_id)
 
@@ -326,12 +329,12 @@ class LabsScreen(Screen):
         run_id = run_id or self.shown_run or self._run_to_show()
         run = labhistory.get_run(self.course.store, run_id) if run_id else None
         if run is None or not run.finished:
-            self.notify("Pick a finished run to compare (h shows one).", timeout=3)
+            self.notify(_("Pick a finished run to compare (h shows one)."), timeout=3)
             return
         earlier = [r for r in labhistory.list_runs(self.course.store, run.lab)
                    if r.finished and r.started_ts <= run.started_ts and r.id != run.id]
         if not earlier:
-            self.notify(f"No earlier run of {run.lab} to compare with.", timeout=3)
+            self.notify(_("No earlier run of {lab} to compare with.").format(lab=run.lab), timeout=3)
             return
         ids = [run.id] + [r.id for r in earlier[:COMPARE_RUNS - 1]]
         if self.shown_run != run.id:
