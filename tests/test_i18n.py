@@ -180,12 +180,14 @@ async def _texts(course, lang: str) -> dict[str, str]:
 
 def _english_fragments(text: str) -> set[str]:
     """The literal pieces of every msgid (markup and placeholders cut out) that ``text`` shows,
-    but for those its translation keeps (keys, the program's name)."""
+    but for those a translation keeps as they are (keys, command names, the program's name)."""
+    po = _po()
+    kept = "\n".join(msgstr for msgstr, _fuzzy in po.values())
     pieces = set()
-    for msgid, (msgstr, _fuzzy) in _po().items():
+    for msgid in po:
         for piece in re.split(r"\{[a-z_]*\}|" + MARKUP + r"|\*\*|\n", msgid):
             piece = piece.strip(" .:;,()—·")
-            if re.search(r"[A-Za-z]{4}", piece) and piece not in msgstr and _shows(text, piece):
+            if re.search(r"[A-Za-z]{4}", piece) and not _shows(kept, piece) and _shows(text, piece):
                 pieces.add(piece)
     return pieces
 

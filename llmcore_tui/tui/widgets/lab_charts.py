@@ -27,6 +27,7 @@ from textual_plotext import PlotextPlot  # loads with the Labs screen (imported 
 
 from labs.protocol import Chart, LiveRun
 from llmcore_tui.core.labhistory import informative_keys
+from llmcore_tui.i18n import _
 from llmcore_tui.tui.widgets.labview import (CLIPPED_NOTE, decade_ticks, integer_ticks, robust_ylim, short_run_id,
                                               thin_points)
 
@@ -105,7 +106,8 @@ class ChartPlot(PlotextPlot):
         try:
             return super().render()
         except (ArithmeticError, ValueError, TypeError, IndexError) as exc:
-            return Text(f"this chart could not be drawn ({type(exc).__name__}: {exc})", style="dim")
+            return Text(_("this chart could not be drawn ({error})").format(error=f"{type(exc).__name__}: {exc}"),
+                        style="dim")
 
 
 class ChartSlot(Vertical):
@@ -127,7 +129,7 @@ class ChartSlot(Vertical):
         plt.clear_figure()
         title = self.query_one(".labs-chart-title", Static)
         look_for = self.query_one(".labs-look-for", Static)
-        look_for.update(f"look for: {escape(chart.look_for)}" if chart and chart.look_for else "")
+        look_for.update(_("look for: {text}").format(text=escape(chart.look_for)) if chart and chart.look_for else "")
         look_for.display = bool(chart and chart.look_for)
         legend_line = self.query_one(".labs-chart-legend", Static)
         legend_line.update(legend(lines, self.size.width))
@@ -232,7 +234,7 @@ class LabCharts(Horizontal):
                 if limits is not None:
                     self.clipped[shown[i].title] = limits
             else:
-                slot.draw(None, [], "metrics appear here" if i == 0 else "")
+                slot.draw(None, [], _("metrics appear here") if i == 0 else "")
         legends = [slot.query_one(".labs-chart-legend") for slot in self.query(ChartSlot)][: len(shown)]
         if any(line.display for line in legends):  # side by side, the plots start on the same row
             for line in legends:

@@ -14,6 +14,7 @@ from textual.widgets import DataTable
 from labs.protocol import fmt_duration
 from labs.registry import LabInfo
 from llmcore_tui.core.labhistory import RunRecord
+from llmcore_tui.i18n import N_, _
 from llmcore_tui.tui.widgets.labview import status_text, when
 
 RUNS_LISTED = 50
@@ -26,7 +27,7 @@ class _KeyedList(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
 
     def on_mount(self) -> None:
-        self.add_columns(*self.COLUMNS)
+        self.add_columns(*(_(column) for column in self.COLUMNS))
 
     @property
     def selected(self) -> str | None:
@@ -38,7 +39,7 @@ class _KeyedList(DataTable):
 class LabList(_KeyedList):
     """Day, name and the status of the last run; ``▶`` marks the labs of the current day."""
 
-    COLUMNS = ("Day", "Lab", "Last run")
+    COLUMNS = (N_("Day"), N_("Lab"), N_("Last run"))
 
     def show(self, labs: Iterable[tuple[LabInfo, bool]], latest: dict[str, RunRecord]) -> None:
         """List ``labs`` (each with whether it is today's), keeping the selected lab selected."""
@@ -46,7 +47,7 @@ class LabList(_KeyedList):
         self.clear()
         for lab, today in labs:
             run = latest.get(lab.name)
-            last = Text("never run", style="dim") if run is None else status_text(run.status)
+            last = Text(_("never run"), style="dim") if run is None else status_text(run.status)
             self.add_row(("▶ " if today else "  ") + str(lab.day), lab.name, last, key=lab.name)
         if selected is not None:
             self.move_cursor(row=self.get_row_index(selected))
@@ -55,7 +56,7 @@ class LabList(_KeyedList):
 class RunList(_KeyedList):
     """One lab's runs, newest first: when, how it ended, which preset, how long it took."""
 
-    COLUMNS = ("Started", "Status", "Preset", "Took")
+    COLUMNS = (N_("Started"), N_("Status"), N_("Preset"), N_("Took"))
 
     def show(self, runs: Iterable[RunRecord]) -> None:
         self.clear()

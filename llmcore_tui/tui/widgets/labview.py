@@ -14,13 +14,15 @@ from rich.table import Table
 from rich.text import Text
 
 from labs.protocol import fmt_value
+from llmcore_tui.i18n import N_, _
 
 MAX_POINTS = 400  # per drawn series: long runs are thinned for the terminal
-STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "rejected": "red"}
+STATUS_STYLE = {N_("succeeded"): "green", N_("failed"): "red", N_("cancelled"): "yellow", N_("running"): "cyan",
+                N_("rejected"): "red"}  # a run's status: its key, shown through _()
 
 
 def status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLE.get(status, ""))
+    return Text(_(status), style=STATUS_STYLE.get(status, ""))
 
 
 def when(ts: float | None) -> str:

@@ -18,6 +18,7 @@ from textual.widgets import RichLog, Static
 
 from labs.protocol import Error, Event, Log, Other, Table, fmt_duration, fmt_value
 from llmcore_tui.core.labhistory import Comparison, RunRecord
+from llmcore_tui.i18n import _
 from llmcore_tui.tui.widgets.labview import STATUS_STYLE, lab_table, status_text, when
 
 LOG_LINES = 1000
@@ -28,17 +29,17 @@ class RunTitle(Static):
 
     def show_run(self, lab: str, preset: str | None, run_id: str, status: str, error: str | None = None) -> None:
         style = STATUS_STYLE.get(status, "default")
-        text = f"[b]{lab}[/b] ({preset}) · {run_id} · [{style}]{status}[/{style}]"
+        text = f"[b]{lab}[/b] ({preset}) · {run_id} · [{style}]{_(status)}[/{style}]"
         if error and status != "succeeded":
             text += f"\n[red]{escape(error)}[/red]"
         self.update(text)
 
     def starting(self, lab: str, preset: str) -> None:
-        self.update(f"[b]{lab}[/b] ({preset}) · starting …")
+        self.update(f"[b]{lab}[/b] ({preset}) · " + _("starting …"))
 
     def no_run(self, lab: str, runs_dir: str) -> None:
-        self.update(f"[b]{lab}[/b]: no run yet. [b]t[/b] or [b]enter[/b] runs its toy preset, "
-                    f"[b]f[/b] the full one; files go to {escape(runs_dir)}/")
+        self.update(f"[b]{lab}[/b]: " + _("no run yet. [b]t[/b] or [b]enter[/b] runs its toy preset, [b]f[/b] the full "
+                                           "one; files go to {folder}/").format(folder=escape(runs_dir)))
 
 
 class RunPanel(Static):
@@ -55,7 +56,7 @@ class RunPanel(Static):
         self.display = False
 
     def headline(self, headline: dict[str, Any]) -> None:
-        table = RichTable(title="headline", show_header=False, box=None, padding=(0, 1))
+        table = RichTable(title=_("headline"), show_header=False, box=None, padding=(0, 1))
         for key, value in headline.items():
             table.add_row(key, fmt_value(value))
         self._show(table)
@@ -67,12 +68,12 @@ class RunPanel(Static):
         """Headline numbers and the settings that differ, one column per run (the first is the
         run on screen)."""
         lab = result.runs[0].lab
-        table = RichTable(title=f"{lab}: this run and {len(result.runs) - 1} earlier", title_justify="left",
-                          padding=(0, 1))
+        table = RichTable(title=_("{lab}: this run and {n} earlier").format(lab=lab, n=len(result.runs) - 1),
+                          title_justify="left", padding=(0, 1))
         table.add_column("")
         for run in result.runs:
             table.add_column(Text.assemble(when(run.started_ts), "\n", status_text(run.status)))
-        for title, section in (("", result.headline), ("settings", result.config)):
+        for title, section in (("", result.headline), (_("settings"), result.config)):
             if title and section:
                 table.add_row(Text(title, style="bold"))
             for key, values in section.items():
@@ -97,18 +98,18 @@ class RunLog(RichLog):
         if isinstance(event, Table):
             return self._table(event)
         if isinstance(event, Error):
-            return Text(f"error: {event.message}", style="bold red")
+            return Text(_("error: {message}").format(message=event.message), style="bold red")
         if isinstance(event, Other) and event.kind == "stderr":
             return Text(str(event.data.get("text", "")), style="dim")
         if isinstance(event, Other) and event.kind == "malformed":
-            return Text(f"not an event: {event.data.get('text', '')}", style="yellow")
+            return Text(_("not an event: {text}").format(text=event.data.get("text", "")), style="yellow")
         return None
 
     def error(self, message: str) -> None:
         self.write(Text(message, style="bold red"))
 
     def files(self, out_dir: Any) -> None:
-        self.write(Text(f"files: {out_dir or '—'}", style="dim"), scroll_end=False)
+        self.write(Text(_("files: {path}").format(path=out_dir or "—"), style="dim"), scroll_end=False)
 
     def write_events(self, events: Iterable[Event]) -> None:
         """Append what a live run said; a table is shown from its title and header, not scrolled
@@ -128,8 +129,9 @@ class RunLog(RichLog):
         """A recorded run, from the top: when and how it ran, its files, its tables, its log tail."""
         self.clear()
         settings = ", ".join(f"{k}={fmt_value(v)}" for k, v in run.config.items())
-        self.write(Text(f"started {when(run.started_ts)}, took {fmt_duration(run.duration_s)}; {settings}",
-                        style="dim"), scroll_end=False)
+        self.write(Text(_("started {when}, took {took}; {settings}").format(
+            when=when(run.started_ts), took=fmt_duration(run.duration_s), settings=settings), style="dim"),
+            scroll_end=False)
         self.files(run.out_dir)
         for table in tables:
             self.write(self._table(table), scroll_end=False)

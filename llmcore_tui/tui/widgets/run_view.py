@@ -16,11 +16,12 @@ from textual.widgets import ProgressBar
 from labs.protocol import Charts, Event, LiveRun, Metric, Summary, Table
 from llmcore_tui.core.labhistory import Comparison, RunRecord
 from llmcore_tui.core.labruns import RunHandle
+from llmcore_tui.i18n import N_, _
 from llmcore_tui.tui.widgets.lab_charts import LabCharts
 from llmcore_tui.tui.widgets.live_feed import LiveFeed
 from llmcore_tui.tui.widgets.run_panel import RunLog, RunPanel, RunTitle
 
-INTRO = "Pick a lab: [b]t[/b] or [b]enter[/b] runs its toy preset, [b]f[/b] the full one."
+INTRO = N_("Pick a lab: [b]t[/b] or [b]enter[/b] runs its toy preset, [b]f[/b] the full one.")
 REDRAWN_BY = (Metric, Table, Charts)  # events that change a chart
 
 
@@ -33,7 +34,7 @@ class RunView(Vertical):
         self.compared: list[str] = []  # run ids overlaid on the charts
 
     def compose(self) -> ComposeResult:
-        yield RunTitle(INTRO, id="labs-run-title")
+        yield RunTitle(_(INTRO), id="labs-run-title")
         yield ProgressBar(id="labs-progress", show_eta=True)
         yield LabCharts(id="labs-charts")
         yield RunPanel(id="labs-panel")
