@@ -160,7 +160,9 @@ def screen_text(app) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
-SCREEN_KEYS = {"Today": [], "Review": ["r", "space"], "Roadmap": ["m"], "Help": ["question_mark"]}
+# not the Calculator: its breakdowns (items, notes) are worded in core/calc, in English
+SCREEN_KEYS = {"Today": [], "Review": ["r", "space"], "Roadmap": ["m"], "Help": ["question_mark"], "Labs": ["l"],
+               "Quiz": ["k"], "Stats": ["s"]}
 
 
 async def _texts(course, lang: str) -> dict[str, str]:
