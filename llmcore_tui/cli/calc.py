@@ -15,7 +15,7 @@ from typing import Any, Optional
 import typer
 
 from llmcore_tui.core import calc
-from llmcore_tui.i18n import N_
+from llmcore_tui.i18n import N_, _, ngettext
 
 app = typer.Typer(
     help=N_("Memory and compute calculator: KV cache, weights, ZeRO training memory, LoRA, activations, FLOPs, "
@@ -108,10 +108,13 @@ def _dtype(dtype: str, flag: str = "--dtype") -> str:
 # ---- output ------------------------------------------------------------------------------------
 
 def _table(rows: list[list[str]], right: set[int] = frozenset({1})) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    from rich.cells import cell_len  # terminal cells: a Chinese heading's characters take two each
+
+    widths = [max(cell_len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for row in rows:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [" " * (w - cell_len(c)) + c if i in right else c + " " * (w - cell_len(c))
+                 for i, (c, w) in enumerate(zip(row, widths))]
         out.append("  " + "  ".join(cells).rstrip())
     return "\n".join(out)
 
@@ -124,11 +127,11 @@ def _show(b: calc.Breakdown) -> None:
     """A breakdown as a table: each part, its value and its formula; then the total and notes."""
     fmt = _both_bytes if b.unit == "bytes" else b.format
     rows = [[i.label, fmt(i.value), i.formula] for i in b.items]
-    rows.append(["total", fmt(b.total), ""])
+    rows.append([_("total"), fmt(b.total), ""])
     typer.echo(b.title)
     typer.echo(_table(rows))
     for note in b.notes:
-        typer.echo(f"  note: {note}")
+        typer.echo("  " + _("note: {note}").format(note=note))
 
 
 def _json(data: Any) -> None:
@@ -209,8 +212,9 @@ def weights(
     if as_json:
         _json({"model": label, "params": calc.tidy(n), "bytes": sizes})
         return
-    typer.echo(f"Weights of {label} ({calc.format_count(n)} parameters)" if preset else f"Weights of {label}")
-    typer.echo(_table([["dtype", "binary", "decimal"]] + [
+    typer.echo(_("Weights of {model} ({n} parameters)").format(model=label, n=calc.format_count(n)) if preset
+               else _("Weights of {model}").format(model=label))
+    typer.echo(_table([["dtype", _("binary"), _("decimal")]] + [
         [d, calc.format_bytes(v), calc.format_bytes(v, binary=False)] for d, v in sizes.items()], right={1, 2}))
 
 
@@ -241,8 +245,11 @@ def train(
     if stage is not None:
         _show(results[0])
         return
-    typer.echo(f"Training memory per GPU for {label}, {gpus} GPU{'s' if gpus > 1 else ''}, mixed-precision Adam")
-    head = ["stage", "weights", "gradients", "optimizer"] + (["activations"] if act else []) + ["total", "total (GB)"]
+    typer.echo(ngettext("Training memory per GPU for {model}, {n} GPU, mixed-precision Adam",
+                        "Training memory per GPU for {model}, {n} GPUs, mixed-precision Adam", gpus).format(
+        model=label, n=gpus))
+    head = ([_("stage"), _("weights"), _("gradients"), _("optimizer")] + ([_("activations")] if act else [])
+            + [_("total"), _("total (GB)")])
     rows = [head]
     for s, b in zip(stages, results):
         rows.append([("0 (DP)" if s == 0 else str(s))] + [calc.format_bytes(i.value) for i in b.items]
@@ -276,17 +283,19 @@ def lora(
         _json({"model": model.name, **est.to_dict()})
         return
     shapes = model.matrix_shapes()
-    typer.echo(f"LoRA r={rank} on {model.name}: {', '.join(est.targets)}")
-    rows = [["module", "d_in x d_out", "per layer"]] + [
+    typer.echo(_("LoRA r={rank} on {model}: {targets}").format(rank=rank, model=model.name,
+                                                                targets=", ".join(est.targets)))
+    rows = [[_("module"), "d_in x d_out", _("per layer")]] + [
         [t, f"{shapes[t][0]} x {shapes[t][1]}", f"{calc.lora_matrix_params(rank, *shapes[t]):,}"] for t in est.targets]
     typer.echo(_table(rows, right={1, 2}))
-    typer.echo(f"  trainable: {est.trainable:,} of {est.total:,} ({est.fraction:.4%}) over {model.layers} layers")
+    typer.echo("  " + _("trainable: {trainable} of {total} ({fraction}) over {layers} layers").format(
+        trainable=f"{est.trainable:,}", total=f"{est.total:,}", fraction=f"{est.fraction:.4%}", layers=model.layers))
     typer.echo("")
     _show(est.full)
     typer.echo("")
     _show(est.lora)
-    typer.echo(f"\n  LoRA saves {_both_bytes(est.saving_bytes)} of model-state memory "
-               f"({est.saving_bytes / est.full.total:.1%})")
+    typer.echo("\n  " + _("LoRA saves {saving} of model-state memory ({share})").format(
+        saving=_both_bytes(est.saving_bytes), share=f"{est.saving_bytes / est.full.total:.1%}"))
 
 
 @app.command(help=N_("Activation memory (Korthikanti et al. 2022): layers · s·b·h·(34 + 5·a·s/h) bytes in fp16."))
@@ -326,11 +335,12 @@ def flops(
     if as_json:
         _json(data)
         return
-    typer.echo(f"FLOPs for {label}")
-    rows = [["training, per token", calc.format_flops(data["train_per_token"]), "6·N"],
-            ["inference, per token", calc.format_flops(data["inference_per_token"]), "2·N"]]
+    typer.echo(_("FLOPs for {model}").format(model=label))
+    rows = [[_("training, per token"), calc.format_flops(data["train_per_token"]), "6·N"],
+            [_("inference, per token"), calc.format_flops(data["inference_per_token"]), "2·N"]]
     if d:
-        rows.append([f"training on {calc.format_count(d)} tokens", calc.format_flops(data["train_total"]), "6·N·D"])
+        rows.append([_("training on {n} tokens").format(n=calc.format_count(d)), calc.format_flops(data["train_total"]),
+                     "6·N·D"])
     typer.echo(_table(rows))
 
 
@@ -355,19 +365,21 @@ def moe(
         _json({"model": model.name, "experts": model.experts, "experts_per_token": model.experts_per_token,
                "shared_experts": model.shared_experts, **counts.to_dict()})
         return
-    kind = (f"{model.experts} experts, top-{model.experts_per_token}"
-            + (f", {model.shared_experts} shared" if model.shared_experts else "")) if model.is_moe else "dense"
-    typer.echo(f"Parameters of {model.name} ({kind}): stored vs used per token")
+    kind = (_("{n} experts, top-{k}").format(n=model.experts, k=model.experts_per_token)
+            + (", " + _("{n} shared").format(n=model.shared_experts) if model.shared_experts else "")
+            ) if model.is_moe else _("dense")
+    typer.echo(_("Parameters of {model} ({kind}): stored vs used per token").format(model=model.name, kind=kind))
     active = {i.label: i.value for i in counts.active_parts.items}
-    rows = [["part", "stored", "per token", "formula (stored)"]]
+    rows = [[_("part"), _("stored"), _("per token"), _("formula (stored)")]]
     rows += [[i.label, calc.format_count(i.value), calc.format_count(active[i.label]), i.formula]
              for i in counts.parts.items]
-    rows.append(["total", calc.format_count(counts.total), calc.format_count(counts.active), ""])
+    rows.append([_("total"), calc.format_count(counts.total), calc.format_count(counts.active), ""])
     typer.echo(_table(rows, right={1, 2}))
-    stored = " (every expert is stored)" if model.is_moe else ""
-    typer.echo(f"  active share: {counts.active_fraction:.1%}; weights in bf16: "
-               f"{_both_bytes(calc.weight_bytes(counts.total, 'bf16'))}{stored}; "
-               f"inference: {calc.format_flops(calc.flops_per_token(model, training=False))} per token (2·N_active)")
+    stored = " " + _("(every expert is stored)") if model.is_moe else ""
+    typer.echo("  " + _("active share: {share}; weights in bf16: {weights}{stored}; inference: {flops} per token "
+                        "(2·N_active)").format(
+        share=f"{counts.active_fraction:.1%}", weights=_both_bytes(calc.weight_bytes(counts.total, "bf16")),
+        stored=stored, flops=calc.format_flops(calc.flops_per_token(model, training=False))))
 
 
 @app.command("moe-a2a", help=N_("Expert-parallel all-to-all per MoE layer: 2 · T · k · h · bytes · (EP − 1)/EP sent "
@@ -417,11 +429,15 @@ def speculative(
         _json({"alpha": alpha, "k": k, "tokens_per_step": tokens, "draft_cost": draft_cost, "speedup": speedup,
                "by_k": by_k})
         return
-    typer.echo(f"Speculative decoding, acceptance α = {calc.format_number(alpha)}, look-ahead k = {k}")
-    typer.echo(f"  {calc.format_number(tokens)} tokens per target forward = (1 − α^(k+1)) / (1 − α)"
-               + (f"; speed-up {calc.format_number(speedup)}x with a draft costing {calc.format_number(draft_cost)}"
-                  f" of a target forward = tokens / (k·c + 1)" if speedup is not None else ""))
-    rows = [["k", "tokens per step"] + (["speed-up"] if draft_cost is not None else [])]
+    typer.echo(_("Speculative decoding, acceptance α = {alpha}, look-ahead k = {k}").format(
+        alpha=calc.format_number(alpha), k=k))
+    line = _("{tokens} tokens per target forward = (1 − α^(k+1)) / (1 − α)").format(
+        tokens=calc.format_number(tokens))
+    if speedup is not None:
+        line += "; " + _("speed-up {speedup}x with a draft costing {cost} of a target forward = tokens / (k·c + 1)"
+                         ).format(speedup=calc.format_number(speedup), cost=calc.format_number(draft_cost))
+    typer.echo("  " + line)
+    rows = [["k", _("tokens per step")] + ([_("speed-up")] if draft_cost is not None else [])]
     rows += [[str(r["k"]), calc.format_number(r["tokens_per_step"])]
              + ([calc.format_number(r["speedup"])] if draft_cost is not None else []) for r in by_k]
     typer.echo(_table(rows, right={0, 1, 2}))
