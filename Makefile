@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast bench robust check smoke clean
+.PHONY: run test test-fast bench robust check smoke i18n clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -36,6 +36,12 @@ bench: $(STAMP)
 # (report in output/robust/); LABS=dpo,gae limits it to some labs
 robust: $(STAMP)
 	$(PY) benchmarks/robust.py $(if $(LABS),--labs $(LABS))
+
+# the UI's translations: extract the strings, merge them into each catalog, compile (README: In Chinese)
+i18n: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --sort-output --project llmcore-tui -o llmcore_tui/locale/messages.pot .
+	$(VENV)/bin/pybabel update -i llmcore_tui/locale/messages.pot -d llmcore_tui/locale -D llmcore --ignore-obsolete --no-fuzzy-matching
+	$(VENV)/bin/pybabel compile -d llmcore_tui/locale -D llmcore
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

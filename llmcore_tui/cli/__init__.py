@@ -45,7 +45,7 @@ def main() -> None:
     from llmcore_tui.tui.app import run_app
 
     options = resolve_options(*launch)
-    sys.exit(run_app(options.db, options.lang))
+    sys.exit(run_app(options.db, launch[1]))  # None without --lang: the stored setting, else the locale
 
 
 def __getattr__(name: str) -> Any:  # ``from llmcore_tui.cli import app`` keeps working

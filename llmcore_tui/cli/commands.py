@@ -190,7 +190,7 @@ app.add_typer(_calc.app, name="calc",
               help=N_("Memory and compute calculator (KV cache, ZeRO, LoRA, FLOPs, MoE, speculative decoding)."))
 app.command("export-brief", help=_brief.HELP)(_brief.export_brief)
 app.command("export-anki", help=_anki.HELP)(_anki.export_anki)
-app.command("optimize")(_optimize.optimize)
+app.command("optimize", help=_optimize.HELP)(_optimize.optimize)
 app.command("smoke", help=_smoke.HELP)(_smoke.smoke)
 
 

@@ -18,6 +18,7 @@ from llmcore_tui.core.roadmap import Criterion, DayStatus
 from llmcore_tui.core.settings import Settings
 from llmcore_tui.core.srs import NewItem, ReviewQueue, Srs, introduced_ids, introduced_since
 from llmcore_tui.core.store import Store
+from llmcore_tui.i18n import _, ngettext, pick
 
 
 @dataclass
@@ -201,28 +202,33 @@ class Course:
             criteria: list[Criterion] = []
             total = totals.get(day.module, 0)
             introduced, due = counts.get(day.module, (0, 0))
-            title = day.title["en"]
+            title = pick(day.title)  # the criteria are worded in the interface language
             if total:
                 core = self.summary.core_total(day.module)
                 extra = total - core
                 extra_in = advanced_in.get(day.module, 0)
                 core_in = min(introduced - extra_in, core)
-                detail = f"{core_in}/{core} {title} cards introduced" + (f" (+{extra_in}/{extra} advanced)" if extra else "")
+                detail = _("{done}/{total} {module} cards introduced").format(done=core_in, total=core, module=title)
+                if extra:
+                    detail += " " + _("(+{done}/{total} advanced)").format(done=extra_in, total=extra)
                 criteria.append(Criterion("cards", core_in >= core, detail))
                 if done_on is None:  # old cards falling due later do not reopen a completed day
-                    criteria.append(Criterion("reviews", due == 0, f"no {title} reviews due" if due == 0
-                                              else f"{due} {title} review{'s' if due != 1 else ''} due"))
+                    criteria.append(Criterion("reviews", due == 0, _("no {module} reviews due").format(module=title)
+                                              if due == 0 else ngettext("{n} {module} review due", "{n} {module} reviews due",
+                                                                        due).format(n=due, module=title)))
             for lab in labs_for_day(day.number):
-                criteria.append(Criterion("lab", lab.name in labs_passed, f"lab {lab.name} " + (
-                    "succeeded" if lab.name in labs_passed else "not yet run successfully"), lab.name))
+                criteria.append(Criterion("lab", lab.name in labs_passed, (
+                    _("lab {lab} succeeded") if lab.name in labs_passed else _("lab {lab} not yet run successfully"))
+                    .format(lab=lab.name), lab.name))
             for quiz in (day.module, *roadmap.EXTRA_QUIZZES.get(day.number, ())):
                 if quiz in quiz_modules:
                     passed = quiz in quizzes_passed
-                    name = f"{title if quiz == day.module else roadmap.EXTRA_QUIZ_TITLES.get(quiz, quiz)} quiz"
-                    criteria.append(Criterion("quiz", passed, f"{name} passed" if passed else f"{name} not passed yet", quiz))
+                    name = title if quiz == day.module else _(roadmap.EXTRA_QUIZ_TITLES.get(quiz, quiz))
+                    criteria.append(Criterion("quiz", passed, (_("{quiz} quiz passed") if passed
+                                                               else _("{quiz} quiz not passed yet")).format(quiz=name), quiz))
             if day.module == "brief":
                 exported = self.store.get_setting("brief_exported_ts") is not None
-                criteria.append(Criterion("brief", exported, "brief exported" if exported else "brief not exported yet"))
+                criteria.append(Criterion("brief", exported, _("brief exported") if exported else _("brief not exported yet")))
             if done_on is None and unlocked and all(c.met for c in criteria):
                 done_on = self.study_date().isoformat()
                 completed[str(day.number)] = done_on

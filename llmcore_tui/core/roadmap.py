@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from llmcore_tui.i18n import N_
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -81,7 +83,7 @@ DAYS: tuple[Day, ...] = (
 BY_NUMBER: dict[int, Day] = {d.number: d for d in DAYS}
 # quizzes a day asks for besides its own module's: the review day also takes the course-wide review
 EXTRA_QUIZZES: dict[int, tuple[str, ...]] = {13: ("review",)}
-EXTRA_QUIZ_TITLES: dict[str, str] = {"review": "course-wide review"}
+EXTRA_QUIZ_TITLES: dict[str, str] = {"review": N_("course-wide review")}  # shown through _()
 EXTRA_QUIZ_DAYS: dict[str, int] = {quiz: day for day, quizzes in EXTRA_QUIZZES.items() for quiz in quizzes}
 MODULE_DAYS: dict[str, int] = {d.module: d.number for d in DAYS}
 LEARNING_MODULES: tuple[str, ...] = tuple(d.module for d in DAYS if d.number <= 13)

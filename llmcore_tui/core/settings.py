@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmcore_tui.core.store import Store
+from llmcore_tui.i18n import N_
 
 
 @dataclass(frozen=True)
@@ -18,15 +19,15 @@ class Setting:
     high: float | None = None
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("new_per_day", 20, "new cards introduced per study day", int, 0, 500),
-    Setting("day_start_hour", 4, "hour (local time) at which a new study day begins, like Anki's 4 am", int, 0, 23),
-    Setting("desired_retention", 0.9, "FSRS target probability of recall at review time", float, 0.7, 0.99),
-    Setting("learn_ahead_minutes", 20, "show learning cards this early when nothing else is due", int, 0, 1440),
-    Setting("quiz_pass_threshold", 0.8, "fraction of a day's quiz to answer right to pass it", float, 0.0, 1.0),
-    Setting("timezone", "", "IANA time zone for day boundaries (empty: the system's)", str),
-    Setting("theme", "textual-dark", "the TUI's colour theme", str),
-    Setting("lang", "", "card language: en or zh (empty: from --lang or the locale)", str),
+SETTINGS: tuple[Setting, ...] = (  # help texts are msgids: the CLI shows them through _()
+    Setting("new_per_day", 20, N_("new cards introduced per study day"), int, 0, 500),
+    Setting("day_start_hour", 4, N_("hour (local time) at which a new study day begins, like Anki's 4 am"), int, 0, 23),
+    Setting("desired_retention", 0.9, N_("FSRS target probability of recall at review time"), float, 0.7, 0.99),
+    Setting("learn_ahead_minutes", 20, N_("show learning cards this early when nothing else is due"), int, 0, 1440),
+    Setting("quiz_pass_threshold", 0.8, N_("fraction of a day's quiz to answer right to pass it"), float, 0.0, 1.0),
+    Setting("timezone", "", N_("IANA time zone for day boundaries (empty: the system's)"), str),
+    Setting("theme", "textual-dark", N_("the TUI's colour theme"), str),
+    Setting("lang", "", N_("language of the app and its cards: en or zh (empty: the locale's; --lang overrides)"), str),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 
