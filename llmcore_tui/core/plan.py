@@ -69,11 +69,14 @@ class Plan:
         return self.actions[0].text if self.actions else ""
 
 
-def new_card_split(course: "Course", unlocked: set[int], introduced: dict[str, int], n: int) -> list[tuple[str, int]]:
+def new_card_split(course: "Course", unlocked: set[int], introduced: dict[str, int], n: int,
+                   advanced_in: dict[str, int] | None = None) -> list[tuple[str, int]]:
     """Which modules the next ``n`` new cards come from, in the order ``Course.new_items`` gives
-    them: every unlocked day's core cards, day by day, then the advanced ones."""
+    them: every unlocked day's core cards, day by day, then the advanced ones. ``advanced_in``
+    (advanced cards introduced per module) is read from the store when not given."""
     summary = course.summary
-    advanced_in = course.advanced_introduced() if summary.advanced else {}
+    if advanced_in is None:
+        advanced_in = course.advanced_introduced() if summary.advanced else {}
     out = []
     for advanced in (False, True):
         for day in roadmap.DAYS:
@@ -131,9 +134,10 @@ def build(course: "Course") -> Plan:
     new_today = introduced_since(course.store, start)
     new_left = course.new_left_today()
     introduced = {m: n for m, (n, _due) in counts.items()}
-    split = new_card_split(course, unlocked, introduced, new_left)
+    advanced_in = course.advanced_introduced() if course.summary.advanced else {}
+    split = new_card_split(course, unlocked, introduced, new_left, advanced_in)
     new_available = sum(n for _title, n in split)
-    unseen_open = sum(n for _title, n in new_card_split(course, unlocked, introduced, 10**9))
+    unseen_open = sum(n for _title, n in new_card_split(course, unlocked, introduced, 10**9, advanced_in))
     behind = tuple(Owed(s.day, tuple(c.detail for c in s.criteria if not c.met))
                    for s in statuses if s.unlocked and not s.done and s.day.number < calendar)
 
